@@ -26,9 +26,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <lmdb.h>
+
 #include "psl_proto.h"
 
 typedef struct psl_log_s psl_log_t;
+
+/* Work done inside the writer's transaction, so that what it stores (projections, indexes of
+ * later issues) is committed atomically with the events and survives any crash with them. */
+typedef struct {
+  /* Called once at open, inside a write transaction: open the databases the hook keeps in
+   * the same environment (mdb_dbi_open with MDB_CREATE).  The env has room for 32 named
+   * databases. */
+  int (*open)(void *arg, MDB_env *env, MDB_txn *txn);
+  /* Called for each event stored (not for dups or refused events), in seq order, inside the
+   * write transaction, with seq, ver, rec and hash stamped.  Returns 0 or PSL_E*: an error
+   * aborts the whole transaction and fails every request of the batch with it. */
+  int (*apply)(void *arg, MDB_txn *txn, const psl_event_t *ev);
+  void *arg;
+} psl_log_hooks_t;
 
 typedef struct {
   /* Initial LMDB map size in bytes (0: 64 MiB).  The map grows by itself when full. */
@@ -39,6 +55,8 @@ typedef struct {
   /* Largest number of events one write transaction takes (0: 8192).  Bounds how long one
    * commit holds the writer, and so the latency of the requests behind it. */
   size_t max_batch;
+  /* Optional; copied at open. */
+  psl_log_hooks_t hooks;
 } psl_log_opts_t;
 
 /* Open (creating if needed) the log in dir/log/ and start its writer thread.
@@ -114,6 +132,10 @@ int psl_log_get(psl_log_t *log, uint64_t seq, psl_record_fn fn, void *arg);
 
 /* Current version of a stream (0 if it does not exist). */
 int psl_log_stream_version(psl_log_t *log, const char *stream, size_t len, uint64_t *ver);
+
+/* Run fn inside one short read transaction of the log's environment (for hooks' databases:
+ * projections read their own state this way).  Returns fn's result. */
+int psl_log_with_read_txn(psl_log_t *log, int (*fn)(void *arg, MDB_txn *txn), void *arg);
 
 /* Walk the whole chain: recompute every hash from seq 1 and compare with the stored one and
  * the head.  Returns 0, or PSL_ECORRUPT with *bad_seq the first seq that does not verify.
