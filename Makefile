@@ -8,9 +8,12 @@
 #
 # Sources are found by folder, so a new file needs no Makefile change:
 #   proto/*.c   → libpsl-proto.a    (codecs, shared by server and client-lib)
+#   domain/*.c  → libpsl-domain.a   (event validation and projections, shared by both too)
 #   server/*.c  → libpsl-server.a   (all but main.c) and bin/passerelled
 #   tools/X.c   → bin/X             (linked with both libraries)
 #   tests/*.c   → bin/run-tests     (one runner, every area)
+#   tests/support/*.c → libpsl-testsupport.a (a raw WebSocket client, server start-up helpers),
+#                 linked into run-tests and the benchmarks
 #   bench/X.c   → bin/X
 
 CC ?= cc
@@ -25,21 +28,25 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 OPT ?= -O2 -g
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN) -Iproto -Iserver \
-             -Iclient-lib/include -Iclient-lib $(PKG_CFLAGS) $(CFLAGS)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SAN) -Iproto -Idomain -Iserver \
+             -Iclient-lib/include -Iclient-lib -Itests $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL = $(SAN) $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 
 PROTO_SRC := $(wildcard proto/*.c)
+DOMAIN_SRC := $(wildcard domain/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
 CLIENT_SRC := $(wildcard client-lib/*.c)
 TOOLS_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/*.c)
+SUPPORT_SRC := $(wildcard tests/support/*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 
 PROTO_LIB := $(B)/lib/libpsl-proto.a
+DOMAIN_LIB := $(B)/lib/libpsl-domain.a
 SERVER_LIB := $(B)/lib/libpsl-server.a
 CLIENT_LIB := $(if $(CLIENT_SRC),$(B)/lib/libpasserelle.a)
-LIBS := $(SERVER_LIB) $(CLIENT_LIB) $(PROTO_LIB)
+LIBS := $(SERVER_LIB) $(CLIENT_LIB) $(DOMAIN_LIB) $(PROTO_LIB)
+SUPPORT_LIB := $(B)/lib/libpsl-testsupport.a
 
 SERVER_BIN := $(if $(wildcard server/main.c),$(B)/bin/passerelled)
 TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(TOOLS_SRC))
@@ -97,7 +104,15 @@ $(PROTO_LIB): $(call obj,$(PROTO_SRC))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+$(DOMAIN_LIB): $(call obj,$(DOMAIN_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
 $(SERVER_LIB): $(call obj,$(SERVER_SRC))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(SUPPORT_LIB): $(call obj,$(SUPPORT_SRC))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
@@ -113,11 +128,11 @@ $(B)/bin/%: $(B)/obj/tools/%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
-$(B)/bin/%: $(B)/obj/bench/%.o $(LIBS)
+$(B)/bin/%: $(B)/obj/bench/%.o $(SUPPORT_LIB) $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
-$(TEST_BIN): $(call obj,$(TEST_SRC)) $(LIBS)
+$(TEST_BIN): $(call obj,$(TEST_SRC)) $(SUPPORT_LIB) $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
