@@ -15,6 +15,10 @@
  *   coordinator  reads and pushes everywhere
  *   auditor      reads everywhere, never pushes
  *   admin        reads and pushes everywhere; the only one that may push participant.erased
+ *
+ * Threads: every function is thread-safe (the store uses short LMDB transactions opened with
+ * MDB_NOTLS) and may be called while other processes (passerelle-admin) use the same folder.
+ * The authority rules are pure functions of their arguments.
  */
 #ifndef PSL_ACCESS_H
 #define PSL_ACCESS_H
@@ -62,32 +66,65 @@ int psl_access_token_create(psl_access_t *a, psl_role_t role, const char *const 
                             size_t nterr, const char *name, const char *device,
                             char token[PSL_TOKEN_LEN + 1], psl_principal_t *out);
 
-/* Check a token: 0 and *out filled, or PSL_EUNAUTHORIZED (unknown or revoked). */
+/* Check a token: 0 and *out filled, or PSL_EUNAUTHORIZED (unknown or revoked).  One short
+ * read transaction.  On PSL_EUNAUTHORIZED *out is zeroed for an unknown token and filled with
+ * revoked = 1 for a revoked one (so that the caller can log its id); other errors (PSL_ECORRUPT,
+ * PSL_EINTERNAL) zero *out.  Only a return of 0 grants anything. */
 int psl_access_token_check(psl_access_t *a, const char *token, size_t len, psl_principal_t *out);
 
-/* Revoke by id (12 hex) or by the token text.  PSL_ENOTFOUND if neither matches. */
+/* The same check by token id (12 hex characters, as in psl_principal_t.id): for re-checking
+ * open connections after psl_access_generation() moved without keeping the token text. */
+int psl_access_token_check_id(psl_access_t *a, const char *id, psl_principal_t *out);
+
+/* Revoke by id (12 hex, any case) or by the token text.  PSL_ENOTFOUND if neither matches.
+ * Revoking a revoked token again returns 0 and changes nothing. */
 int psl_access_token_revoke(psl_access_t *a, const char *id_or_token);
 
-/* Call fn for every token (revoked ones included), in id order.  fn returns nonzero to stop. */
+/* The id of a token text (any string: a typo'd or foreign token gets an id too, which lets
+ * logs name a failed attempt without writing the text).  Writes 12 hex characters + NUL. */
+void psl_access_token_id(const char *token, size_t len, char id[PSL_TOKEN_ID_LEN + 1]);
+
+/* Call fn for every token (revoked ones included), in id order.  fn returns nonzero to stop.
+ * fn runs inside a read transaction: keep it short, p is valid during the call only. */
 int psl_access_token_list(psl_access_t *a, int (*fn)(void *arg, const psl_principal_t *p),
                           void *arg);
 
-/* A number that changes whenever a token is revoked (by any process).  Cheap: the server
- * polls it every 250 ms and re-checks its connections' tokens when it moves. */
+/* A number that changes whenever a token is created or revoked (by any process).  Cheap (one
+ * short read transaction): the server polls it every 250 ms and re-checks its connections'
+ * tokens when it moves.  If the store cannot be read it returns the last value it read. */
 uint64_t psl_access_generation(psl_access_t *a);
 
-const char *psl_role_name(psl_role_t role); /* "caseworker", ... */
+const char *psl_role_name(psl_role_t role); /* "caseworker", ...; "none" for anything else */
 int psl_role_parse(const char *s, psl_role_t *out); /* PSL_EINVALID */
+
+/* The territory codes of DOMAIN.md ("75", "77", "93", "94"). */
+#define PSL_ACCESS_NTERR_KNOWN 4
+/* 1 if terr is one of them, else 0. */
+int psl_access_terr_is_known(psl_str_t terr);
+/* The territories p may read, for `welcome`'s `terr`: a caseworker's own, every known one for
+ * the other roles, none for a revoked or NULL principal.  Fills out[0..max) with pointers to
+ * static or p-owned strings (valid while *p is); returns how many. */
+size_t psl_access_visible_terr(const psl_principal_t *p, const char **out, size_t max);
+/* 1 if s is a valid name or device: 1..PSL_MAX_NAME bytes of UTF-8 without control
+ * characters, not only spaces.  Else 0. */
+int psl_access_name_is_valid(const char *s);
 
 /* ---- Authority rules: one place, used by push, sub, fan-out and every HTTP endpoint. */
 
-/* May p read events of territory terr? */
+/* May p read events of territory terr?  NOT a boolean, like every int function here:
+ * 0 when p may read, PSL_EFORBIDDEN when not (a NULL or revoked p, or a caseworker and a
+ * territory not theirs).  Test with `== 0`. */
 int psl_access_may_read(const psl_principal_t *p, psl_str_t terr);
 
-/* May p push ev?  0, or PSL_EFORBIDDEN with a reason in *why (static string, no personal
- * data).  Checks role and territory; participant.erased is admin only.  stream_terr is the
- * territory the stream is in now (len 0 for a new stream): a caseworker may push
- * participant.transferred out of a territory of theirs into another one. */
+/* May p push ev?  0, or PSL_EFORBIDDEN with a reason in *why (static English string, no
+ * personal data; why may be NULL).  Checks role and territory only (not the event's shape):
+ *   - a NULL or revoked p, and an auditor, may push nothing;
+ *   - participant.erased: admin only;
+ *   - coordinator and admin: anything else;
+ *   - caseworker: participant.transferred when stream_terr is one of theirs (whatever the
+ *     event's own terr, the new territory); any other event when ev->terr is theirs and
+ *     stream_terr is either empty or theirs (no writing into another territory's participant).
+ * stream_terr is the territory the stream is in now (len 0 for a new stream). */
 int psl_access_may_push(const psl_principal_t *p, const psl_event_t *ev, psl_str_t stream_terr,
                         const char **why);
 
