@@ -102,7 +102,10 @@ typedef struct psl_event_s {
   int has_hash; /* the wire form carries `hash`; the canonical form does not */
 } psl_event_t;
 
-/* One entry of `pushed.results`. */
+/* One entry of `pushed.results`.  Encoding writes {seq, ver[, dup]} when err is 0,
+ * {err, ver} for PSL_ECONFLICT, {err, msg} for any other err (its psl_err_code).  Decoding
+ * maps `err` back through the error table; a code this version does not know gives
+ * PSL_EINTERNAL. */
 typedef struct {
   int err;        /* 0 (stored or dup), PSL_ECONFLICT, PSL_EFORBIDDEN or PSL_EINVALID */
   int dup;        /* err == 0: 1 if the event id was already stored */
@@ -199,41 +202,68 @@ void psl_buf_free(psl_buf_t *b);                   /* accepts a zeroed or freed 
 void psl_buf_reset(psl_buf_t *b);                  /* len = 0, keeps the allocation */
 int psl_buf_reserve(psl_buf_t *b, size_t more);    /* PSL_ENOMEM */
 int psl_buf_append(psl_buf_t *b, const void *p, size_t n);
-static inline uint8_t *psl_buf_data(const psl_buf_t *b) { return b->base + b->headroom; }
+/* Start of the data (NULL while nothing was ever appended). */
+static inline uint8_t *psl_buf_data(const psl_buf_t *b) {
+  return b->base ? b->base + b->headroom : NULL;
+}
 
 /* ---- Decoding. */
 
 /* Decode one frame into *msg.  On success the caller owns *msg and calls psl_msg_free();
  * the frame must outlive it.  On failure returns PSL_EINVALID (or PSL_ETOO_BIG for a limit,
- * PSL_ENOMEM), fills diag when not NULL, and *msg needs no free. */
+ * PSL_ENOMEM), fills diag when not NULL, and *msg needs no free (it is zeroed).
+ * Decodes every type of both directions; push events are read as new events (stored-only
+ * keys such as `by` or `seq` are ignored, pii must be a map), `events` events as stored
+ * events in wire form (`hash` required, pii a map or a bin).  Defaults: sub.window 4,
+ * event.expect PSL_EXPECT_ANY.  The rules are proto/PROTOCOL.md's §2-§4. */
 int psl_msg_decode(const uint8_t *frame, size_t len, psl_msg_t *msg, psl_diag_t *diag);
+/* Accepts NULL and a zeroed msg; zeroes *msg. */
 void psl_msg_free(psl_msg_t *msg);
 
 /* Decode one stored event in canonical form (as kept in the log, without `hash`) or in wire
- * form (with `hash`).  Zero-copy: ev points into buf. */
+ * form (with `hash`: has_hash is set).  Zero-copy: ev points into buf.  Key order and
+ * integer widths are not checked (re-encode with psl_event_encode_canonical to compare).
+ * PSL_EINVALID / PSL_ETOO_BIG with diag ("event.seq: missing"); ev is zeroed on failure. */
 int psl_event_decode_stored(const uint8_t *buf, size_t len, psl_event_t *ev, psl_diag_t *diag);
 
-/* ---- Encoding: append one frame (a MessagePack map) to out. */
+/* ---- Encoding: append one frame (a MessagePack map) to out.  On any error out->len is
+ * left as it was (never half a frame). */
 
+/* Every type of both directions.  Keys in a fixed order (t, id, then PROTOCOL.md's order);
+ * optional keys only when set: hello.agent/server when not empty, sub.terr/streams when
+ * has_* or n > 0, event.pii when pii.len > 0, event.expect when not PSL_EXPECT_ANY;
+ * sub.window is always written.  `events` events are written in wire form (with hash).
+ * PSL_EINVALID for an unknown msg->t, PSL_ETOO_BIG for counts over the limits, PSL_ENOMEM.
+ * The fields are not validated beyond that: the caller encodes what it decoded or built. */
 int psl_msg_encode(psl_buf_t *out, const psl_msg_t *msg);
 
 /* The canonical stored form of ev (no `hash`), appended to out.  Keys in this fixed order:
- * id stream type at terr data [pii] seq ver rec by dev; integers in their shortest form. */
+ * id stream type at terr data [pii] seq ver rec by dev; integers in their shortest form;
+ * data and pii copied as they are; expect and hash never written.  PSL_EINVALID when a
+ * string is empty/over its limit or data/pii do not start as a map (bin for pii);
+ * PSL_ETOO_BIG when the result exceeds PSL_MAX_EVENT; PSL_ENOMEM.  out unchanged on error. */
 int psl_event_encode_canonical(psl_buf_t *out, const psl_event_t *ev);
 
 /* Wire form of a stored event from its canonical bytes and hash: the same map with `hash`
- * added.  A copy, no re-encoding: this is what catch-up does per event. */
+ * added.  A copy, no re-encoding: this is what catch-up does per event.  PSL_EINVALID when
+ * canon does not start with a fixmap header of at most 14 entries; PSL_ENOMEM. */
 int psl_event_wire_from_canonical(psl_buf_t *out, const uint8_t *canon, size_t len,
                                   const uint8_t hash[PSL_HASH_BYTES]);
 
 /* An `events` chunk, built incrementally from stored records (server side):
  *   psl_chunk_begin(out, sub, &ck); psl_chunk_add(out, &ck, canon, len, hash)...;
  *   psl_chunk_end(out, &ck, last);
- * The array and `last` are written with fixed-width headers and patched by _end. */
+ * The map is {t: "events", sub, last, events} with `last` written as a uint64 (cf + 8 bytes)
+ * and `events` as an array32 (dd + 4 bytes), both patched by _end; out may already hold
+ * other data (offsets are relative to psl_buf_data(out)), but nothing may be appended to out
+ * between _begin and _end except through _add.  psl_chunk_add returns PSL_ETOO_BIG when the
+ * chunk already holds PSL_MAX_CHUNK_EVENTS events (the most a client decodes), PSL_EINVALID
+ * when canon is not a canonical event, PSL_ENOMEM; out is unchanged on error.  The byte
+ * budget (PSL_CHUNK_BYTES) is the caller's: compare out->len before adding. */
 typedef struct {
-  size_t count_at; /* offset of the array32 count in out's data */
-  size_t last_at;  /* offset of the uint64 `last` */
-  uint32_t n;
+  size_t count_at; /* offset of the 4 count bytes after dd in out's data */
+  size_t last_at;  /* offset of the 8 value bytes after cf */
+  uint32_t n;      /* events added */
 } psl_chunk_t;
 int psl_chunk_begin(psl_buf_t *out, uint64_t sub, psl_chunk_t *ck);
 int psl_chunk_add(psl_buf_t *out, psl_chunk_t *ck, const uint8_t *canon, size_t len,
@@ -251,9 +281,10 @@ void psl_chain_hash(const uint8_t prev[PSL_HASH_BYTES], const uint8_t *canon, si
 void psl_uuid_format(const uint8_t id[PSL_UUID_BYTES], char out[PSL_UUID_STR + 1]);
 /* 36 characters (hyphens required, any case) → 16 bytes; PSL_EINVALID otherwise. */
 int psl_uuid_parse(const char *s, size_t len, uint8_t id[PSL_UUID_BYTES]);
-/* A new UUIDv7 (time-ordered, random tail from libsodium). */
+/* A new UUIDv7 (time-ordered, random tail from libsodium).  Thread-safe. */
 void psl_uuid_v7(uint8_t id[PSL_UUID_BYTES], int64_t now_ms);
 
+/* 1 if s holds exactly the bytes of cstr (NULL is ""), 0 otherwise. */
 int psl_str_eq(psl_str_t s, const char *cstr);
 static inline psl_str_t psl_str(const char *cstr);
 
