@@ -5,7 +5,7 @@
  * and record format at the top.  Summary:
  *   events  seq (8 bytes big-endian) → hash (32) ‖ canonical stored event (psl_proto.h)
  *   ids     event id (16)            → seq (8 BE) ‖ ver (8 BE)      kept forever
- *   streams stream ‖ 0x00 ‖ ver (8 BE) → seq (8 BE)
+ *   streams stream → seq (8 BE), MDB_DUPSORT|MDB_DUPFIXED; the n-th seq is version n
  *   terr    terr → seq (8 BE), MDB_DUPSORT|MDB_DUPFIXED
  *   meta    "log_id" → 36-char uuid; "head" → seq (8 BE) ‖ hash (32); "format" → 1
  *
@@ -13,7 +13,7 @@
  * blocks on I/O.  One writer thread takes every pending request, applies their events in one
  * write transaction, commits it durably (fsync), and only then completes each request with its
  * `done` callback (called on the writer thread).  Nothing is reported stored before its
- * commit.
+ * commit.  A second thread hashes the chain of large batches alongside the writer.
  *
  * Reads: short read transactions, one per call, safe from any thread (MDB_NOTLS).  They never
  * wait for the writer.
@@ -41,7 +41,11 @@ typedef struct {
   int (*open)(void *arg, MDB_env *env, MDB_txn *txn);
   /* Called for each event stored (not for dups or refused events), in seq order, inside the
    * write transaction, with seq, ver, rec and hash stamped.  Returns 0 or PSL_E*: an error
-   * aborts the whole transaction and fails every request of the batch with it. */
+   * aborts the whole transaction and fails every request of the batch with it.  In a large
+   * batch it may run after later events of the batch were indexed: it must read and write
+   * only its own databases, through txn, and never call into the log.  A transaction that
+   * was aborted (the map was full and grew) is run again: the same events are applied again
+   * in the new one, so keep state in the databases, not in memory. */
   int (*apply)(void *arg, MDB_txn *txn, const psl_event_t *ev);
   void *arg;
 } psl_log_hooks_t;
@@ -53,14 +57,21 @@ typedef struct {
    * PSL_EUNAVAILABLE while reads go on. */
   size_t map_size_max;
   /* Largest number of events one write transaction takes (0: 8192).  Bounds how long one
-   * commit holds the writer, and so the latency of the requests behind it. */
+   * commit holds the writer, and so the latency of the requests behind it.  A batch is also
+   * kept under 64 MiB of event bytes (LMDB bounds the pages one transaction may dirty).  A
+   * single request is never split, whatever its size. */
   size_t max_batch;
   /* Optional; copied at open. */
   psl_log_hooks_t hooks;
+  /* Nonzero: open an existing log for reading only (tools, while the server may run): no
+   * creation (PSL_ENOTFOUND when there is no log), no writer thread, hooks unused;
+   * psl_log_submit answers PSL_ECLOSED.  psl_log_head then reads the head from the file. */
+  int read_only;
 } psl_log_opts_t;
 
 /* Open (creating if needed) the log in dir/log/ and start its writer thread.
- * opts may be NULL.  Returns 0, PSL_EIO, PSL_ECORRUPT, PSL_ENOMEM, ... */
+ * opts may be NULL.  Returns 0, PSL_EIO, PSL_ECORRUPT, PSL_ENOMEM, PSL_ENOTFOUND (read_only,
+ * no log), or the error of hooks.open, ... */
 int psl_log_open(psl_log_t **out, const char *dir, const psl_log_opts_t *opts);
 
 /* Stop the writer after it has committed and completed every request already submitted,
@@ -91,21 +102,45 @@ struct psl_append_req_s {
   void (*done)(psl_append_req_t *req);
   void *data; /* the caller's */
   psl_append_req_t *next_; /* internal */
+  size_t bytes_;           /* internal: the events' size, to bound a batch */
 };
 
 /* Queue req for the writer.  Never blocks on I/O.  Returns 0, or PSL_ECLOSED when the log
- * is closing (done is then not called). */
+ * is closing or read-only (done is then not called).
+ * Per event the results are: stored {seq, ver}; dup {seq, ver, dup = 1} (the id is stored,
+ * the original seq and ver, checked before anything else about the event); PSL_ECONFLICT
+ * with ver = the stream's current version; PSL_EINVALID with msg (static text): a stream
+ * empty, longer than PSL_MAX_STREAM or holding a 0x00 byte, a terr empty or longer than
+ * PSL_MAX_TERR, expect < -1, or "event too big" (canonical form > PSL_MAX_EVENT).
+ * A stored event is stamped (seq, ver, rec, hash, has_hash = 1); any other is left with
+ * seq = ver = rec = 0 and has_hash = 0.
+ * The log checks only what its indexes and limits need: events must be what psl_msg_decode
+ * makes of a push (UTF-8 strings, `data` under its rules), stamped by the caller, or the
+ * stored record would not decode back (psl_log_verify reports "undecodable record"). */
 int psl_log_submit(psl_log_t *log, psl_append_req_t *req);
 
 /* Blocking convenience for tools, tests and benchmarks: submit and wait for the commit.
  * Returns req.err. */
 int psl_log_append(psl_log_t *log, psl_event_t *events, size_t n, psl_push_result_t *results);
 
-/* Called on the writer thread after each successful commit, with the new head.
- * Set before the first submit.  The server uses it to wake its loop (uv_async_send). */
+/* Called on the writer thread after each successful commit that stored events (a batch of
+ * dups only does not call it), with the new head, after every request of the batch was
+ * completed.  Set before the first submit.  The server uses it to wake its loop
+ * (uv_async_send). */
 void psl_log_on_commit(psl_log_t *log, void (*fn)(void *arg, uint64_t head), void *arg);
 
-/* ---- Reading.  Records are hash (32) ‖ canonical; the pointer is valid only during fn. */
+/* Counters since open (for /metrics and benchmarks; no personal data). */
+typedef struct {
+  uint64_t requests;       /* requests taken by the writer */
+  uint64_t commits;        /* successful write transactions */
+  uint64_t events;         /* events stored (not dups or refusals) */
+  uint64_t failed_batches; /* write transactions that failed (every request of it failed) */
+} psl_log_stats_t;
+void psl_log_stats(psl_log_t *log, psl_log_stats_t *st);
+
+/* ---- Reading.  Records are hash (32) ‖ canonical; the pointer is valid only during fn.
+ * fn runs inside the read transaction: it must not call into the log (or open another
+ * transaction of its environment) and should be quick. */
 
 /* Return nonzero from fn to stop the scan early (the record is counted as delivered). */
 typedef int (*psl_record_fn)(void *arg, uint64_t seq, const uint8_t *hash, const uint8_t *canon,
@@ -123,7 +158,15 @@ typedef struct {
  * or the head as of the read.  *last is set to the last seq this read covered: the seq of
  * the last event delivered, or the head at the read when the selection was exhausted (so a
  * filtered reader advances over events it does not see).  Territory filters read the
- * territory index, stream filters the stream index: never the whole log.  f may be NULL. */
+ * territory index, stream filters the stream index: never the whole log.  f may be NULL.
+ * Details:
+ *   - max_bytes: an event is delivered only if the canonical bytes delivered so far plus its
+ *     own stay <= max_bytes, except the first event, always delivered; 0: no byte limit
+ *     (then bound the read with max_events: one read is one transaction).
+ *   - a name repeated in a filter counts once; more than PSL_MAX_FILTER names: PSL_EINVALID.
+ *   - both territories and streams: an event must match both.
+ *   - `after` beyond the head: nothing delivered, *last = after.
+ * Returns 0 (also when fn stopped the read), or PSL_ECORRUPT, PSL_EINVALID, ... */
 int psl_log_read(psl_log_t *log, uint64_t after, const psl_filter_t *f, size_t max_bytes,
                  size_t max_events, psl_record_fn fn, void *arg, uint64_t *last);
 
@@ -139,8 +182,24 @@ int psl_log_with_read_txn(psl_log_t *log, int (*fn)(void *arg, MDB_txn *txn), vo
 
 /* Walk the whole chain: recompute every hash from seq 1 and compare with the stored one and
  * the head.  Returns 0, or PSL_ECORRUPT with *bad_seq the first seq that does not verify.
- * progress (may be NULL) is called now and then with the seq reached. */
+ * progress (may be NULL) is called now and then with the seq reached.
+ * Checks, for every seq 1..head (the head as of the start: events appended during the walk
+ * are not checked): the key is the next seq (gap-free), the stored hash equals the
+ * recomputed chain, the record decodes (psl_event_decode_stored) and carries its own seq;
+ * then that the head's hash in `meta` is the chain's, and that no event lies past the head.
+ * Reads in bounded transactions (100,000 events each), so it never holds back page reuse. */
 int psl_log_verify(psl_log_t *log, uint64_t *bad_seq,
                    void (*progress)(void *arg, uint64_t seq, uint64_t head), void *arg);
+
+/* psl_log_verify with the reason (for tools). */
+typedef struct {
+  uint64_t head;    /* the head the walk verified up to */
+  uint64_t bad_seq; /* 0 when valid */
+  const char *why;  /* NULL when valid, else static text: "hash mismatch", "gap in seq",
+                       "undecodable record", "seq mismatch", "head hash mismatch",
+                       "event past the head" */
+} psl_verify_report_t;
+int psl_log_verify_report(psl_log_t *log, psl_verify_report_t *rep,
+                          void (*progress)(void *arg, uint64_t seq, uint64_t head), void *arg);
 
 #endif /* PSL_LOG_H */
