@@ -1,0 +1,504 @@
+/*
+ * codec.c — byte layouts of what the LMDB store keeps (store-lmdb.c names the databases).
+ * Integers little-endian; a `when` is at (i64) ‖ seq (u64); a site is len (u8, ≤ 48) ‖ bytes;
+ * codes are their table numbers (codes.c: append-only tables).  Every record starts with a
+ * version byte (1).  Decoders check every count against the bytes left and every code
+ * against its table, and answer PSL_ECORRUPT otherwise: the files are ours, but a damaged
+ * one must not become an out-of-bounds read.
+ *
+ * Participant state (proj_part; the key is the id; view fields are recomputed on decode):
+ *   u8 version | u8 flags (1 known, 2 merged, 4 erased, 8 rsa)
+ *   u8 gender education source justice exit_reason ref_terr ref_programme care(0xff = none)
+ *   u16 birth_year | u32 interviews missed sessions_attended | u64 interview_minutes
+ *   i64 last_interview referred_at activated_at exited_at housing_at homeless_at care_at
+ *       employment_at training_at max_at
+ *   when ref justice care exit merged | into (16) | u32 outcomes[8]
+ *   16 × (u8 barrier state ‖ when) | site ref_site
+ *   u32 n × referral: ref (16) u8 referred kind partner_kind status, when referred, updated
+ *   u32 n × transfer: when, u8 terr programme, site
+ *   u32 n × u32 mark
+ *
+ * Year facts (proj_year; the key holds year, terr and id):
+ *   u8 version | u8 gender education rsa exit_reason exit_employment exit_training ref_month
+ *   exit_month | u16 ref_place exit_place (0xffff = none) | u16 birth_year
+ *   i64 referred_at activated_at exited_at housing_at homeless_at care_at
+ *   u16 n × place: u8 terr programme, u16 months, site
+ *
+ * Session (proj_sess; the key is the session id):
+ *   u8 version | u32 n × held: event id (16), when, u8 terr programme, site,
+ *   u32 attendees, attendees × 16 bytes
+ *
+ * Counter vector (proj_counters): PSL__C_N × i64.
+ */
+#include <stdlib.h>
+
+#include "psl_domain_int.h"
+
+#define VERSION 1
+
+void psl__out_bytes(psl__out_t *o, const void *p, size_t n) {
+  if (o->err)
+    return;
+  if (o->len + n > o->cap) {
+    size_t ncap = o->cap ? o->cap : 256;
+    while (ncap < o->len + n)
+      ncap *= 2;
+    uint8_t *q = realloc(o->p, ncap);
+    if (!q) {
+      o->err = PSL_ENOMEM;
+      return;
+    }
+    o->p = q;
+    o->cap = ncap;
+  }
+  if (n)
+    memcpy(o->p + o->len, p, n);
+  o->len += n;
+}
+
+void psl__out_u8(psl__out_t *o, uint8_t v) { psl__out_bytes(o, &v, 1); }
+
+static void out_le(psl__out_t *o, uint64_t v, unsigned n) {
+  uint8_t b[8];
+  for (unsigned i = 0; i < n; i++)
+    b[i] = (uint8_t)(v >> (8 * i));
+  psl__out_bytes(o, b, n);
+}
+
+void psl__out_u16(psl__out_t *o, uint16_t v) { out_le(o, v, 2); }
+void psl__out_u32(psl__out_t *o, uint32_t v) { out_le(o, v, 4); }
+void psl__out_u64(psl__out_t *o, uint64_t v) { out_le(o, v, 8); }
+
+void psl__out_free(psl__out_t *o) {
+  free(o->p);
+  memset(o, 0, sizeof *o);
+}
+
+static void out_when(psl__out_t *o, psl_when_t w) {
+  psl__out_u64(o, (uint64_t)w.at);
+  psl__out_u64(o, w.seq);
+}
+
+static void out_site(psl__out_t *o, const char *site) {
+  size_t n = strnlen(site, PSL_SITE_MAX);
+  psl__out_u8(o, (uint8_t)n);
+  psl__out_bytes(o, site, n);
+}
+
+/* ---- Reader with a sticky error. */
+
+typedef struct {
+  const uint8_t *p, *end;
+  int err;
+} in_t;
+
+static int in_need(in_t *in, size_t n) {
+  if (in->err || (size_t)(in->end - in->p) < n) {
+    in->err = PSL_ECORRUPT;
+    return 0;
+  }
+  return 1;
+}
+
+static uint64_t in_le(in_t *in, unsigned n) {
+  uint64_t v = 0;
+  if (!in_need(in, n))
+    return 0;
+  for (unsigned i = 0; i < n; i++)
+    v |= (uint64_t)in->p[i] << (8 * i);
+  in->p += n;
+  return v;
+}
+
+static uint8_t in_u8(in_t *in) { return (uint8_t)in_le(in, 1); }
+static uint16_t in_u16(in_t *in) { return (uint16_t)in_le(in, 2); }
+static uint32_t in_u32(in_t *in) { return (uint32_t)in_le(in, 4); }
+static int64_t in_i64(in_t *in) { return (int64_t)in_le(in, 8); }
+
+static psl_when_t in_when(in_t *in) {
+  psl_when_t w;
+  w.at = in_i64(in);
+  w.seq = in_le(in, 8);
+  return w;
+}
+
+static void in_bytes(in_t *in, void *dst, size_t n) {
+  if (!in_need(in, n))
+    return;
+  memcpy(dst, in->p, n);
+  in->p += n;
+}
+
+static void in_site(in_t *in, char site[PSL_SITE_MAX + 1], int allow_empty) {
+  uint8_t n = in_u8(in);
+  memset(site, 0, PSL_SITE_MAX + 1);
+  if (n > PSL_SITE_MAX) {
+    in->err = PSL_ECORRUPT;
+    return;
+  }
+  in_bytes(in, site, n);
+  if (!in->err && !(n == 0 ? allow_empty : psl_site_valid(site, n)))
+    in->err = PSL_ECORRUPT;
+}
+
+/* A code of table t, or 0 if allowed. */
+static uint8_t in_code(in_t *in, psl_code_table_t t) {
+  uint8_t c = in_u8(in);
+  if (c > psl_code_count(t))
+    in->err = PSL_ECORRUPT;
+  return c;
+}
+
+/* A count of elements of at least min_size bytes each that must fit in what is left. */
+static uint32_t in_count(in_t *in, size_t min_size) {
+  uint32_t n = in_u32(in);
+  if (!in->err && (uint64_t)n * min_size > (uint64_t)(in->end - in->p))
+    in->err = PSL_ECORRUPT;
+  return in->err ? 0 : n;
+}
+
+/* ---- Participant state. */
+
+int psl__participant_encode(psl__out_t *o, const psl_participant_t *st) {
+  psl__out_u8(o, VERSION);
+  psl__out_u8(o, (uint8_t)((st->known ? 1 : 0) | (st->merged ? 2 : 0) | (st->erased ? 4 : 0) |
+                           (st->rsa ? 8 : 0)));
+  uint8_t codes[] = {st->gender,      st->education,   st->source,
+                     st->justice,     st->exit_reason, st->ref_terr,
+                     st->ref_programme, (uint8_t)(st->care_obligation < 0 ? 0xff : st->care_obligation)};
+  psl__out_bytes(o, codes, sizeof codes);
+  psl__out_u16(o, (uint16_t)st->birth_year);
+  psl__out_u32(o, st->interviews);
+  psl__out_u32(o, st->missed);
+  psl__out_u32(o, st->sessions_attended);
+  psl__out_u64(o, st->interview_minutes);
+  const int64_t dates[] = {st->last_interview, st->referred_at, st->activated_at,
+                           st->exited_at,      st->housing_at,  st->homeless_at,
+                           st->care_at,        st->employment_at, st->training_at,
+                           st->max_at};
+  for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
+    psl__out_u64(o, (uint64_t)dates[i]);
+  out_when(o, st->ref_when);
+  out_when(o, st->justice_when);
+  out_when(o, st->care_when);
+  out_when(o, st->exit_when);
+  out_when(o, st->merged_when);
+  psl__out_bytes(o, st->into, PSL_UUID_BYTES);
+  for (int k = 1; k <= PSL_NOUTCOME; k++)
+    psl__out_u32(o, st->outcomes[k]);
+  for (int b = 1; b <= PSL_NBARRIER; b++) {
+    psl__out_u8(o, st->barrier_state[b]);
+    out_when(o, st->barrier_when[b]);
+  }
+  out_site(o, st->ref_site);
+  psl__out_u32(o, (uint32_t)st->nreferrals);
+  for (size_t i = 0; i < st->nreferrals; i++) {
+    const psl_referral_t *r = &st->referrals[i];
+    psl__out_bytes(o, r->ref, PSL_UUID_BYTES);
+    uint8_t b[] = {(uint8_t)r->referred, r->kind, r->partner_kind, r->status};
+    psl__out_bytes(o, b, sizeof b);
+    out_when(o, r->referred_when);
+    out_when(o, r->updated_when);
+  }
+  psl__out_u32(o, (uint32_t)st->ntransfers);
+  for (size_t i = 0; i < st->ntransfers; i++) {
+    const psl_transfer_t *t = &st->transfers[i];
+    out_when(o, t->when);
+    psl__out_u8(o, t->terr);
+    psl__out_u8(o, t->programme);
+    out_site(o, t->site);
+  }
+  psl__out_u32(o, (uint32_t)st->nmarks);
+  for (size_t i = 0; i < st->nmarks; i++)
+    psl__out_u32(o, st->marks[i]);
+  return o->err;
+}
+
+int psl__participant_decode(const uint8_t *p, size_t len, psl_participant_t *st) {
+  in_t in = {p, p + len, 0};
+  uint8_t id[PSL_UUID_BYTES];
+  memcpy(id, st->id, sizeof id);
+  psl_participant_free(st);
+  psl_participant_init(st, id);
+  if (in_u8(&in) != VERSION)
+    return PSL_ECORRUPT;
+  uint8_t flags = in_u8(&in);
+  st->known = flags & 1;
+  st->merged = (flags >> 1) & 1;
+  st->erased = (flags >> 2) & 1;
+  st->rsa = (flags >> 3) & 1;
+  st->gender = in_code(&in, PSL_CODE_GENDER);
+  st->education = in_code(&in, PSL_CODE_EDUCATION);
+  st->source = in_code(&in, PSL_CODE_SOURCE);
+  st->justice = in_code(&in, PSL_CODE_JUSTICE);
+  st->exit_reason = in_code(&in, PSL_CODE_EXIT_REASON);
+  st->ref_terr = in_code(&in, PSL_CODE_TERR);
+  st->ref_programme = in_code(&in, PSL_CODE_PROGRAMME);
+  uint8_t care = in_u8(&in);
+  st->care_obligation = care == 0xff ? -1 : care;
+  if (care > 1 && care != 0xff)
+    in.err = PSL_ECORRUPT;
+  st->birth_year = in_u16(&in);
+  st->interviews = in_u32(&in);
+  st->missed = in_u32(&in);
+  st->sessions_attended = in_u32(&in);
+  st->interview_minutes = in_le(&in, 8);
+  int64_t *dates[] = {&st->last_interview, &st->referred_at, &st->activated_at,
+                      &st->exited_at,      &st->housing_at,  &st->homeless_at,
+                      &st->care_at,        &st->employment_at, &st->training_at,
+                      &st->max_at};
+  for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
+    *dates[i] = in_i64(&in);
+  st->ref_when = in_when(&in);
+  st->justice_when = in_when(&in);
+  st->care_when = in_when(&in);
+  st->exit_when = in_when(&in);
+  st->merged_when = in_when(&in);
+  in_bytes(&in, st->into, PSL_UUID_BYTES);
+  for (int k = 1; k <= PSL_NOUTCOME; k++)
+    st->outcomes[k] = in_u32(&in);
+  for (int b = 1; b <= PSL_NBARRIER; b++) {
+    st->barrier_state[b] = in_u8(&in);
+    if (st->barrier_state[b] > 2)
+      in.err = PSL_ECORRUPT;
+    st->barrier_when[b] = in_when(&in);
+  }
+  in_site(&in, st->ref_site, !st->known);
+  uint32_t n = in_count(&in, 20 + 32);
+  if (n && !(st->referrals = calloc(n, sizeof *st->referrals)))
+    return PSL_ENOMEM;
+  st->cap_referrals = st->nreferrals = n;
+  for (size_t i = 0; i < n; i++) {
+    psl_referral_t *r = &st->referrals[i];
+    in_bytes(&in, r->ref, PSL_UUID_BYTES);
+    r->referred = in_u8(&in) != 0;
+    r->kind = in_code(&in, PSL_CODE_REFERRAL_KIND);
+    r->partner_kind = in_code(&in, PSL_CODE_PARTNER_KIND);
+    r->status = in_code(&in, PSL_CODE_REFERRAL_STATUS);
+    r->referred_when = in_when(&in);
+    r->updated_when = in_when(&in);
+  }
+  n = in_count(&in, 16 + 3);
+  if (n && !(st->transfers = calloc(n, sizeof *st->transfers)))
+    return PSL_ENOMEM;
+  st->cap_transfers = st->ntransfers = n;
+  for (size_t i = 0; i < n; i++) {
+    psl_transfer_t *t = &st->transfers[i];
+    t->when = in_when(&in);
+    t->terr = in_code(&in, PSL_CODE_TERR);
+    t->programme = in_code(&in, PSL_CODE_PROGRAMME);
+    in_site(&in, t->site, 1);
+  }
+  n = in_count(&in, 4);
+  if (n && !(st->marks = malloc(n * sizeof *st->marks)))
+    return PSL_ENOMEM;
+  st->cap_marks = st->nmarks = n;
+  for (size_t i = 0; i < n; i++)
+    st->marks[i] = in_u32(&in);
+  if (!in.err && in.p != in.end)
+    in.err = PSL_ECORRUPT;
+  if (in.err)
+    return in.err;
+  psl__participant_resolve(st);
+  return 0;
+}
+
+/* ---- Year facts. */
+
+int psl__year_encode(psl__out_t *o, const psl__year_t *y) {
+  psl__out_u8(o, VERSION);
+  uint8_t b[] = {y->gender,          y->education,     y->rsa,       y->exit_reason,
+                 y->exit_employment, y->exit_training, y->ref_month, y->exit_month};
+  psl__out_bytes(o, b, sizeof b);
+  psl__out_u16(o, (uint16_t)(y->ref_place < 0 ? 0xffff : y->ref_place));
+  psl__out_u16(o, (uint16_t)(y->exit_place < 0 ? 0xffff : y->exit_place));
+  psl__out_u16(o, (uint16_t)y->birth_year);
+  const int64_t dates[] = {y->referred_at, y->activated_at, y->exited_at,
+                           y->housing_at,  y->homeless_at,  y->care_at};
+  for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
+    psl__out_u64(o, (uint64_t)dates[i]);
+  psl__out_u16(o, (uint16_t)y->nplaces);
+  for (size_t i = 0; i < y->nplaces; i++) {
+    psl__out_u8(o, y->places[i].terr);
+    psl__out_u8(o, y->places[i].programme);
+    psl__out_u16(o, y->places[i].months);
+    out_site(o, y->places[i].site);
+  }
+  return o->err;
+}
+
+int psl__year_decode(const uint8_t *p, size_t len, psl__year_t *y) {
+  in_t in = {p, p + len, 0};
+  uint8_t id[PSL_UUID_BYTES];
+  int year = y->year;
+  memcpy(id, y->id, sizeof id);
+  memset(y, 0, sizeof *y);
+  memcpy(y->id, id, sizeof id);
+  y->year = year;
+  if (in_u8(&in) != VERSION)
+    return PSL_ECORRUPT;
+  y->gender = in_code(&in, PSL_CODE_GENDER);
+  y->education = in_code(&in, PSL_CODE_EDUCATION);
+  y->rsa = in_u8(&in) != 0;
+  y->exit_reason = in_code(&in, PSL_CODE_EXIT_REASON);
+  y->exit_employment = in_u8(&in) != 0;
+  y->exit_training = in_u8(&in) != 0;
+  y->ref_month = in_u8(&in);
+  y->exit_month = in_u8(&in);
+  uint16_t rp = in_u16(&in), ep = in_u16(&in);
+  y->birth_year = in_u16(&in);
+  int64_t *dates[] = {&y->referred_at, &y->activated_at, &y->exited_at,
+                      &y->housing_at,  &y->homeless_at,  &y->care_at};
+  for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
+    *dates[i] = in_i64(&in);
+  uint16_t n = in_u16(&in);
+  if (!in.err && (size_t)n * 5 > (size_t)(in.end - in.p))
+    in.err = PSL_ECORRUPT;
+  if (in.err)
+    return in.err;
+  if (n && !(y->places = calloc(n, sizeof *y->places)))
+    return PSL_ENOMEM;
+  y->nplaces = n;
+  for (size_t i = 0; i < n; i++) {
+    y->places[i].terr = in_code(&in, PSL_CODE_TERR);
+    y->places[i].programme = in_code(&in, PSL_CODE_PROGRAMME);
+    y->places[i].months = in_u16(&in);
+    in_site(&in, y->places[i].site, 1);
+  }
+  y->ref_place = rp == 0xffff ? -1 : rp;
+  y->exit_place = ep == 0xffff ? -1 : ep;
+  if (!in.err && (in.p != in.end || y->ref_month > 12 || y->exit_month > 12 ||
+                  (y->ref_place >= 0 && (size_t)y->ref_place >= y->nplaces) ||
+                  (y->exit_place >= 0 && (size_t)y->exit_place >= y->nplaces)))
+    in.err = PSL_ECORRUPT;
+  if (in.err)
+    psl__year_free(y);
+  return in.err;
+}
+
+/* ---- Sessions. */
+
+void psl__session_free(psl__session_t *s) {
+  if (!s)
+    return;
+  for (size_t i = 0; i < s->n; i++)
+    free(s->held[i].attendees);
+  free(s->held);
+  s->held = NULL;
+  s->n = s->cap = 0;
+}
+
+int psl__session_add(psl__session_t *s, const psl__fact_t *f) {
+  if (s->n == s->cap) {
+    size_t ncap = s->cap ? s->cap * 2 : 2;
+    psl__held_t *h = realloc(s->held, ncap * sizeof *h);
+    if (!h)
+      return PSL_ENOMEM;
+    s->held = h;
+    s->cap = ncap;
+  }
+  psl__held_t *h = &s->held[s->n];
+  memset(h, 0, sizeof *h);
+  memcpy(h->ev_id, f->id, PSL_UUID_BYTES);
+  h->when = f->when;
+  h->terr = f->terr;
+  h->programme = f->programme;
+  memcpy(h->site, f->site, sizeof h->site);
+  if (f->nattendees) {
+    h->attendees = malloc((size_t)f->nattendees * PSL_UUID_BYTES);
+    if (!h->attendees)
+      return PSL_ENOMEM;
+    psl__attendees_t it;
+    psl__attendees_begin(&it, f);
+    while (h->n < f->nattendees && psl__attendees_next(&it, h->attendees[h->n]))
+      h->n++;
+  }
+  s->n++;
+  return 0;
+}
+
+int psl__session_encode(psl__out_t *o, const psl__session_t *s) {
+  psl__out_u8(o, VERSION);
+  psl__out_u32(o, (uint32_t)s->n);
+  for (size_t i = 0; i < s->n; i++) {
+    const psl__held_t *h = &s->held[i];
+    psl__out_bytes(o, h->ev_id, PSL_UUID_BYTES);
+    out_when(o, h->when);
+    psl__out_u8(o, h->terr);
+    psl__out_u8(o, h->programme);
+    out_site(o, h->site);
+    psl__out_u32(o, h->n);
+    psl__out_bytes(o, h->attendees, (size_t)h->n * PSL_UUID_BYTES);
+  }
+  return o->err;
+}
+
+int psl__session_decode(const uint8_t *p, size_t len, psl__session_t *s) {
+  in_t in = {p, p + len, 0};
+  psl__session_free(s);
+  if (in_u8(&in) != VERSION)
+    return PSL_ECORRUPT;
+  uint32_t n = in_count(&in, 16 + 16 + 2 + 1 + 4);
+  if (in.err)
+    return in.err;
+  if (n && !(s->held = calloc(n, sizeof *s->held)))
+    return PSL_ENOMEM;
+  s->cap = n;
+  for (size_t i = 0; i < n && !in.err; i++) {
+    psl__held_t *h = &s->held[i];
+    s->n++;
+    in_bytes(&in, h->ev_id, PSL_UUID_BYTES);
+    h->when = in_when(&in);
+    h->terr = in_code(&in, PSL_CODE_TERR);
+    h->programme = in_code(&in, PSL_CODE_PROGRAMME);
+    in_site(&in, h->site, 0);
+    uint32_t na = in_count(&in, PSL_UUID_BYTES);
+    if (in.err)
+      break;
+    if (na && !(h->attendees = malloc((size_t)na * PSL_UUID_BYTES))) {
+      in.err = PSL_ENOMEM;
+      break;
+    }
+    h->n = na;
+    in_bytes(&in, h->attendees, (size_t)na * PSL_UUID_BYTES);
+  }
+  if (!in.err && in.p != in.end)
+    in.err = PSL_ECORRUPT;
+  if (in.err)
+    psl__session_free(s);
+  return in.err;
+}
+
+int psl__session_equal(const psl__session_t *a, const psl__session_t *b) {
+  if (a->n != b->n)
+    return 0;
+  for (size_t i = 0; i < a->n; i++) {
+    const psl__held_t *x = &a->held[i], *y = &b->held[i];
+    if (memcmp(x->ev_id, y->ev_id, PSL_UUID_BYTES) || x->when.at != y->when.at ||
+        x->when.seq != y->when.seq || x->terr != y->terr || x->programme != y->programme ||
+        strcmp(x->site, y->site) || x->n != y->n ||
+        (x->n && memcmp(x->attendees, y->attendees, (size_t)x->n * PSL_UUID_BYTES)))
+      return 0;
+  }
+  return 1;
+}
+
+/* ---- Counter vectors. */
+
+void psl__vec_encode(const int64_t vec[PSL__C_N], uint8_t out[PSL__C_N * 8]) {
+  for (int i = 0; i < PSL__C_N; i++)
+    for (int j = 0; j < 8; j++)
+      out[i * 8 + j] = (uint8_t)((uint64_t)vec[i] >> (8 * j));
+}
+
+int psl__vec_decode(const uint8_t *p, size_t len, int64_t vec[PSL__C_N]) {
+  if (len != PSL__C_N * 8)
+    return PSL_ECORRUPT;
+  for (int i = 0; i < PSL__C_N; i++) {
+    uint64_t v = 0;
+    for (int j = 0; j < 8; j++)
+      v |= (uint64_t)p[i * 8 + j] << (8 * j);
+    vec[i] = (int64_t)v;
+  }
+  return 0;
+}

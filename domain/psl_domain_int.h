@@ -1,0 +1,316 @@
+/*
+ * psl_domain_int.h — what domain/'s files share and nobody else uses (prefix psl__).
+ *
+ *   mp.c           a strict MessagePack reader for `data` maps (hostile bytes)
+ *   codes.c        code tables, sites, Europe/Paris dates
+ *   fact.c         event → fact: one walk over `data` that validates and extracts
+ *   validate.c     psl_domain_validate: stream, type, first-event rules, pii
+ *   participant.c  the participant fold (pure), placement timeline, activity marks
+ *   counters.c     additive counter keys and contributions, per-year facts, aggregation
+ *   engine.c       psl__engine_apply: O(1) folds, void/transfer recomputation, sessions
+ *   store-mem.c    the memory store;  store-lmdb.c  the LMDB store and the log hooks
+ *   codec.c        byte layouts of the stored state, sessions, year facts, counters
+ *   json.c, report.c  renderers
+ */
+#ifndef PSL_DOMAIN_INT_H
+#define PSL_DOMAIN_INT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "psl_domain.h"
+
+/* ---- mp.c: MessagePack reader.  Every length is checked against the bytes left. */
+
+typedef struct {
+  const uint8_t *p, *end;
+} psl__mp_t;
+
+enum { PSL__MP_OK = 0, PSL__MP_TYPE = 1, PSL__MP_SHORT, PSL__MP_RANGE, PSL__MP_DEEP };
+
+static inline void psl__mp_init(psl__mp_t *r, const uint8_t *p, size_t len) {
+  r->p = p;
+  r->end = p + len;
+}
+int psl__mp_map(psl__mp_t *r, uint32_t *n);
+int psl__mp_array(psl__mp_t *r, uint32_t *n);
+int psl__mp_str(psl__mp_t *r, const char **s, uint32_t *len);
+int psl__mp_bin(psl__mp_t *r, const uint8_t **b, uint32_t *len);
+int psl__mp_int(psl__mp_t *r, int64_t *v);
+int psl__mp_bool(psl__mp_t *r, int *v);
+int psl__mp_is_nil(const psl__mp_t *r);
+int psl__mp_is_map(const psl__mp_t *r);
+int psl__mp_is_bin(const psl__mp_t *r);
+int psl__mp_skip(psl__mp_t *r, unsigned depth);
+
+/* ---- codes.c */
+
+/* Month index of (year, month): year * 12 + month - 1 (fits 16 bits up to year 5461). */
+static inline uint32_t psl__month_index(int year, int month) {
+  return (uint32_t)(year * 12 + month - 1);
+}
+uint32_t psl__at_month_index(int64_t at);
+
+/* ---- fact.c: one event, parsed. */
+
+typedef enum {
+  PSL__F_OTHER = 0, /* x- types, unknown types: activity only */
+  PSL__F_REFERRED,
+  PSL__F_ENGAGEMENT,
+  PSL__F_DIAGNOSTIC,
+  PSL__F_BARRIER_LIFTED,
+  PSL__F_INTERVIEW,
+  PSL__F_MISSED,
+  PSL__F_PARTNER_REFERRED,
+  PSL__F_PARTNER_UPDATED,
+  PSL__F_OUTCOME,
+  PSL__F_TRANSFERRED,
+  PSL__F_JUSTICE,
+  PSL__F_EXITED,
+  PSL__F_MERGED,
+  PSL__F_ERASED,
+  PSL__F_VOIDED,
+  PSL__F_SESSION,
+  PSL__F__N
+} psl__ftype_t;
+
+enum { PSL__STREAM_BAD = 0, PSL__STREAM_PARTICIPANT, PSL__STREAM_SESSION };
+
+typedef struct {
+  psl__ftype_t type;
+  int stream_kind;
+  uint8_t stream_id[PSL_UUID_BYTES];
+  uint8_t id[PSL_UUID_BYTES];
+  psl_when_t when;
+  uint8_t terr; /* the event's own */
+  /* data, per type (0 / "" when absent) */
+  uint8_t programme, source, justice, gender, education, kind, partner_kind, status, reason,
+      place, sequence, data_terr;
+  int rsa, care_obligation, has_care;
+  int birth_year;
+  int64_t minutes;
+  uint32_t barriers; /* bit (code - 1) */
+  uint8_t barrier;
+  char site[PSL_SITE_MAX + 1];
+  uint8_t uuid[PSL_UUID_BYTES]; /* ref, into or of */
+  const uint8_t *attendees;     /* session.held: the array's elements, in the event's bytes */
+  const uint8_t *attendees_end;
+  uint32_t nattendees;
+} psl__fact_t;
+
+psl__ftype_t psl__ftype_of(const char *type, size_t len);
+const char *psl__ftype_name(psl__ftype_t t);
+/* 1 for a type that belongs to participant streams, 2 session streams, 0 neither. */
+int psl__ftype_stream(psl__ftype_t t);
+
+/* Stream name → kind and uuid (lowercase only).  PSL__STREAM_BAD when malformed. */
+int psl__stream_parse(const char *s, size_t len, uint8_t id[PSL_UUID_BYTES]);
+
+/* Parse ev into f: stream, type, at, terr, and the `data` map against the type's keys.
+ * Returns 0 or PSL_EINVALID with diag.  An unknown or x- type gets PSL__F_OTHER and only needs
+ * `data` to be a map. */
+int psl__fact_parse(const psl_event_t *ev, psl__fact_t *f, psl_diag_t *diag);
+
+/* The next attendee of a session fact (i < nattendees, in order). */
+typedef struct {
+  psl__mp_t r;
+  uint32_t left;
+} psl__attendees_t;
+void psl__attendees_begin(psl__attendees_t *it, const psl__fact_t *f);
+int psl__attendees_next(psl__attendees_t *it, uint8_t id[PSL_UUID_BYTES]);
+
+/* ---- participant.c */
+
+static inline int psl__when_cmp(psl_when_t a, psl_when_t b) {
+  if (a.at != b.at)
+    return a.at < b.at ? -1 : 1;
+  if (a.seq != b.seq)
+    return a.seq < b.seq ? -1 : 1;
+  return 0;
+}
+
+/* Fold one effective fact of the participant's own stream (not VOIDED) — without its
+ * activity mark: marks need the final placement timeline (psl__participant_mark). */
+int psl__participant_fold(psl_participant_t *st, const psl__fact_t *f);
+/* Add the activity mark of f (if it is activity) under the current timeline. */
+int psl__participant_mark(psl_participant_t *st, const psl__fact_t *f);
+int psl__fact_is_activity(const psl__fact_t *f);
+/* Recompute the view fields (status, current placement, barriers) from the bookkeeping. */
+void psl__participant_resolve(psl_participant_t *st);
+/* Placement in effect at `at`: its index (0 referral, i + 1 transfer i) and fields. */
+typedef struct {
+  uint8_t terr, programme;
+  const char *site;
+} psl__place_t;
+unsigned psl__participant_place_at(const psl_participant_t *st, int64_t at, psl__place_t *pl);
+void psl__participant_place_index(const psl_participant_t *st, unsigned idx, psl__place_t *pl);
+/* Forget the stream-derived part (keeps id and sessions_attended): before a refold. */
+void psl__participant_reset_stream(psl_participant_t *st);
+/* Move src's arrays into dst (dst's freed), src left empty. */
+void psl__participant_move(psl_participant_t *dst, psl_participant_t *src);
+
+/* ---- counters.c */
+
+/* Additive counters, one vector per key (year, month, terr, programme, site). */
+enum {
+  PSL__C_INTERVIEWS,
+  PSL__C_MINUTES,
+  PSL__C_MISSED,
+  PSL__C_SESSIONS,
+  PSL__C_ATTENDANCE,
+  PSL__C_PREF,                            /* + referral kind - 1 */
+  PSL__C_OUTCOME = PSL__C_PREF + PSL_NREFKIND, /* + outcome - 1 */
+  PSL__C_N = PSL__C_OUTCOME + PSL_NOUTCOME
+};
+
+typedef struct {
+  uint16_t year;
+  uint8_t month, terr, programme; /* programme 0: a session without one */
+  char site[PSL_SITE_MAX + 1];
+} psl__ckey_t;
+
+/* Byte form of a key (the LMDB key and the memory map's): 5 bytes + site.  Returns length. */
+#define PSL__CKEY_MAX (5 + PSL_SITE_MAX)
+size_t psl__ckey_encode(const psl__ckey_t *k, uint8_t out[PSL__CKEY_MAX]);
+int psl__ckey_decode(const uint8_t *p, size_t len, psl__ckey_t *k);
+
+/* Contribution of one effective fact of a participant stream, under st's timeline.
+ * Returns 1 and fills key and vec (zeroed first) if the fact counts, else 0. */
+int psl__contrib_participant(const psl_participant_t *st, const psl__fact_t *f,
+                             psl__ckey_t *key, int64_t vec[PSL__C_N]);
+/* Contribution of a session.held record. */
+void psl__contrib_session(int64_t at, uint8_t terr, uint8_t programme, const char *site,
+                          uint32_t nattendees, psl__ckey_t *key, int64_t vec[PSL__C_N]);
+
+/* One placement with activity in a year: months as bits (bit month - 1). */
+typedef struct {
+  uint8_t terr, programme;
+  uint16_t months;
+  char site[PSL_SITE_MAX + 1];
+} psl__yplace_t;
+
+/* A participant's per-person facts for one year: what the distinct figures need. */
+typedef struct {
+  uint8_t id[PSL_UUID_BYTES];
+  int year;
+  uint8_t gender, education, rsa, exit_reason;
+  int birth_year;
+  int64_t referred_at, activated_at, exited_at;
+  int64_t housing_at, homeless_at, care_at;
+  uint8_t exit_employment, exit_training;
+  int ref_place, exit_place; /* index into places, -1 when not in this year */
+  uint8_t ref_month, exit_month;
+  psl__yplace_t *places;
+  size_t nplaces;
+} psl__year_t;
+
+/* The years in which st has activity (ascending, unique), up to max; returns the count. */
+size_t psl__participant_years(const psl_participant_t *st, int *years, size_t max);
+/* Whether st yields per-person facts at all (known and not merged). */
+int psl__participant_counts(const psl_participant_t *st);
+/* st's facts for year (places allocated; psl__year_free).  PSL_ENOMEM. */
+int psl__year_make(const psl_participant_t *st, int year, psl__year_t *y);
+void psl__year_free(psl__year_t *y);
+int psl__year_equal(const psl__year_t *a, const psl__year_t *b);
+/* The smallest territory among y's places: where an all-territory query counts it once. */
+uint8_t psl__year_first_terr(const psl__year_t *y);
+
+/* Accumulate into c (c->q is the query) one person-year, and one counter vector. */
+void psl__agg_year(psl_counters_t *c, const psl__year_t *y);
+int psl__ckey_matches(const psl_counters_query_t *q, const psl__ckey_t *k);
+void psl__agg_vec(psl_counters_t *c, const int64_t vec[PSL__C_N]);
+void psl__counters_start(psl_counters_t *c, const psl_counters_query_t *q);
+
+/* ---- codec.c: byte layouts (documented there). */
+
+typedef struct {
+  uint8_t *p;
+  size_t len, cap;
+  int err;
+} psl__out_t;
+void psl__out_bytes(psl__out_t *o, const void *p, size_t n);
+void psl__out_u8(psl__out_t *o, uint8_t v);
+void psl__out_u16(psl__out_t *o, uint16_t v);
+void psl__out_u32(psl__out_t *o, uint32_t v);
+void psl__out_u64(psl__out_t *o, uint64_t v);
+void psl__out_free(psl__out_t *o);
+
+int psl__participant_encode(psl__out_t *o, const psl_participant_t *st);
+int psl__participant_decode(const uint8_t *p, size_t len, psl_participant_t *st);
+int psl__year_encode(psl__out_t *o, const psl__year_t *y);
+int psl__year_decode(const uint8_t *p, size_t len, psl__year_t *y);
+void psl__vec_encode(const int64_t vec[PSL__C_N], uint8_t out[PSL__C_N * 8]);
+int psl__vec_decode(const uint8_t *p, size_t len, int64_t vec[PSL__C_N]);
+
+/* ---- Sessions: the effective session.held records of one session stream. */
+
+typedef struct {
+  uint8_t ev_id[PSL_UUID_BYTES];
+  psl_when_t when;
+  uint8_t terr, programme;
+  char site[PSL_SITE_MAX + 1];
+  uint32_t n;
+  uint8_t (*attendees)[PSL_UUID_BYTES];
+} psl__held_t;
+
+typedef struct {
+  uint8_t id[PSL_UUID_BYTES];
+  psl__held_t *held;
+  size_t n, cap;
+} psl__session_t;
+
+void psl__session_free(psl__session_t *s);
+/* Append a record for fact f (copies its attendees).  PSL_ENOMEM. */
+int psl__session_add(psl__session_t *s, const psl__fact_t *f);
+int psl__session_encode(psl__out_t *o, const psl__session_t *s);
+int psl__session_decode(const uint8_t *p, size_t len, psl__session_t *s);
+int psl__session_equal(const psl__session_t *a, const psl__session_t *b);
+
+/* ---- engine.c: the fold over a store. */
+
+typedef struct psl__store_s psl__store_t;
+struct psl__store_s {
+  /* The participant's state, created empty (known 0) if absent; valid until put. */
+  int (*part_get)(psl__store_t *s, const uint8_t id[PSL_UUID_BYTES], psl_participant_t **st);
+  int (*part_put)(psl__store_t *s, psl_participant_t *st);
+  int (*sess_get)(psl__store_t *s, const uint8_t id[PSL_UUID_BYTES], psl__session_t **ss);
+  int (*sess_put)(psl__store_t *s, psl__session_t *ss);
+  int (*counter_add)(psl__store_t *s, const psl__ckey_t *k, const int64_t vec[PSL__C_N]);
+  psl_stream_iter_fn iter;
+  void *iter_arg;
+};
+
+int psl__engine_apply(psl__store_t *s, const psl_event_t *ev);
+
+/* ---- store-mem.c internals that the LMDB store's store, compare and verify read. */
+void psl__mem_set_seq(psl_proj_t *p, uint64_t seq);
+/* Apply n events in order, prefetching the states they will touch (rebuilds). */
+int psl__mem_apply_run(psl_proj_t *p, const psl_event_t *evs, size_t n, psl_stream_iter_fn iter,
+                       void *arg);
+const psl_participant_t *psl__mem_participant(const psl_proj_t *p,
+                                              const uint8_t id[PSL_UUID_BYTES]);
+const psl__session_t *psl__mem_session(const psl_proj_t *p, const uint8_t id[PSL_UUID_BYTES]);
+/* Counter vector of key k (zeros when absent); returns 1 if present. */
+int psl__mem_counter(const psl_proj_t *p, const psl__ckey_t *k, int64_t vec[PSL__C_N]);
+/* Every item: what 0 participants (psl_participant_t), 1 sessions (psl__session_t),
+ * 2 counter keys (psl__ckey_t).  Hash order. */
+enum { PSL__MEM_PARTS, PSL__MEM_SESSIONS, PSL__MEM_COUNTERS };
+int psl__mem_each(const psl_proj_t *p, int what, int (*fn)(void *arg, const void *item),
+                  void *arg);
+int psl__mem_counters(const psl_proj_t *p, const psl_counters_query_t *q, psl_counters_t *out);
+
+/* ---- report.c: the report from a query function and the year's places. */
+int psl__report_build(int year, int terr,
+                      int (*query)(void *arg, const psl_counters_query_t *q, psl_counters_t *c),
+                      int (*places)(void *arg, int year,
+                                    int (*fn)(void *fnarg, const psl__yplace_t *pl), void *fnarg),
+                      void *arg, psl_report_t *out);
+
+/* ---- json.c helpers */
+int psl__json_str(psl_buf_t *out, const char *s);
+int psl__json_printf(psl_buf_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The figures of c, and the query's echo, as members of an object (no braces). */
+int psl__counters_members(psl_buf_t *out, const psl_counters_t *c);
+int psl__query_members(psl_buf_t *out, const psl_counters_query_t *q);
+
+#endif /* PSL_DOMAIN_INT_H */

@@ -1,0 +1,225 @@
+/*
+ * http.c — plain HTTP on the WebSocket port (lws protocols[0]): GET routes, the upgrade gate
+ * and the connection cap.
+ *
+ * Routes (http_routes below; the /api/v1 endpoints of a later issue are added as rows):
+ *   GET /healthz   200 "ok\n" while the log takes writes; 503 and the reason otherwise
+ *   GET /metrics   Prometheus text (metrics.c)
+ *   anything else  404; a method other than GET on a known path 405
+ *
+ * Upgrade gate (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE): only GET /sync offering the subprotocol
+ * passerelle.v1 may become a WebSocket; others get 404 (path) or 400 (subprotocol), and every
+ * upgrade while stopping or at PSL_MAX_CONNECTIONS gets 503.
+ *
+ * Connection cap (LWS_CALLBACK_FILTER_NETWORK_CONNECTION): a TCP connection is dropped at once
+ * while stopping, or when the WebSocket connections exceed the cap by PSL_HTTP_SLACK (kept so
+ * that /healthz and /metrics still answer when the WebSocket cap is reached).
+ *
+ * A response is sent in two steps, as lws wants: headers from the HTTP callback, the body
+ * from the next HTTP_WRITEABLE, then the transaction is completed (keep-alive).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "psl_say.h"
+
+/* Sockets accepted above the WebSocket cap, for HTTP probes (/healthz, /metrics). */
+#define PSL_HTTP_SLACK 32u
+/* Longest path and query we route: our routes are short; longer ones are 404 anyway. */
+#define PSL_HTTP_MAX_PATH 256
+#define PSL_HTTP_MAX_QUERY 1024
+
+typedef struct {
+  psl_buf_t body; /* response body waiting for HTTP_WRITEABLE */
+} http_session_t;
+
+size_t psl__http_session_size(void) { return sizeof(http_session_t); }
+
+/* ---- Routes. */
+
+static int http_printf(psl_buf_t *b, const char *s) { return psl_buf_append(b, s, strlen(s)); }
+
+static int http_healthz(const psl__http_req_t *req, psl__http_resp_t *resp) {
+  psl__server_t *srv = req->srv;
+  resp->ctype = "text/plain; charset=utf-8";
+  if (srv->stopping) {
+    resp->status = 503;
+    return http_printf(resp->body, "stopping\n");
+  }
+  if (!srv->log_writable) {
+    resp->status = 503;
+    int rc = http_printf(resp->body, "log not writable: ");
+    if (rc == 0)
+      rc = http_printf(resp->body, srv->log_unwritable_reason);
+    return rc ? rc : http_printf(resp->body, "\n");
+  }
+  return http_printf(resp->body, "ok\n");
+}
+
+static int http_metrics(const psl__http_req_t *req, psl__http_resp_t *resp) {
+  psl__server_t *srv = req->srv;
+  srv->metrics.connections = srv->nconns;
+  srv->metrics.head_seq = srv->head;
+  srv->metrics.log_writable = srv->log_writable;
+  resp->ctype = "text/plain; version=0.0.4; charset=utf-8";
+  return psl_metrics_render(&srv->metrics, resp->body);
+}
+
+static const struct {
+  const char *path;
+  psl__http_handler_t fn;
+} http_routes[] = {
+    {"/healthz", http_healthz},
+    {"/metrics", http_metrics},
+};
+
+/* ---- Plumbing. */
+
+static psl__server_t *http_server(struct lws *wsi) {
+  return lws_context_user(lws_get_context(wsi));
+}
+
+/* The query string: lws keeps each `a=b` part as a fragment of WSI_TOKEN_HTTP_URI_ARGS. */
+static void http_query(struct lws *wsi, char *out, size_t cap) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (int i = 0;; i++) {
+    char part[PSL_HTTP_MAX_QUERY];
+    int n = lws_hdr_copy_fragment(wsi, part, sizeof part, WSI_TOKEN_HTTP_URI_ARGS, i);
+    if (n <= 0)
+      break;
+    if (len + (size_t)n + 2 > cap)
+      break; /* too long: routes see a cut query and reject what they cannot parse */
+    if (len)
+      out[len++] = '&';
+    memcpy(out + len, part, (size_t)n);
+    len += (size_t)n;
+    out[len] = '\0';
+  }
+}
+
+/* Headers now, body on the next HTTP_WRITEABLE.  Returns nonzero to close. */
+static int http_respond(struct lws *wsi, http_session_t *s, unsigned status, const char *ctype) {
+  uint8_t hdr[LWS_PRE + 512];
+  uint8_t *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+  if (s->body.len == 0 && psl_buf_append(&s->body, "\n", 1) != 0)
+    return -1;
+  if (lws_add_http_common_headers(wsi, status, ctype, s->body.len, &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                  (const unsigned char *)"no-store", 8, &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end))
+    return -1;
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+static int http_serve(struct lws *wsi, http_session_t *s, const char *uri) {
+  psl__server_t *srv = http_server(wsi);
+  psl_buf_free(&s->body);
+  psl_buf_init(&s->body, LWS_PRE);
+  char path[PSL_HTTP_MAX_PATH], query[PSL_HTTP_MAX_QUERY];
+  snprintf(path, sizeof path, "%s", uri ? uri : "");
+  http_query(wsi, query, sizeof query);
+  int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+  for (size_t i = 0; i < sizeof http_routes / sizeof http_routes[0]; i++) {
+    if (strcmp(path, http_routes[i].path) != 0)
+      continue;
+    if (!is_get) {
+      http_printf(&s->body, "method not allowed\n");
+      return http_respond(wsi, s, 405, "text/plain; charset=utf-8");
+    }
+    psl__http_req_t req = {srv, wsi, path, query};
+    psl__http_resp_t resp = {200, "text/plain; charset=utf-8", &s->body};
+    int rc = http_routes[i].fn(&req, &resp);
+    if (rc != 0) {
+      psl_say(PSL_SAY_ERROR, "http %s failed: %s", http_routes[i].path, psl_strerror(rc));
+      psl_buf_reset(&s->body);
+      http_printf(&s->body, "internal error\n");
+      return http_respond(wsi, s, 500, "text/plain; charset=utf-8");
+    }
+    return http_respond(wsi, s, resp.status, resp.ctype);
+  }
+  http_printf(&s->body, "not found\n");
+  return http_respond(wsi, s, 404, "text/plain; charset=utf-8");
+}
+
+/* 1 if the comma-separated header value lists token (case-sensitive, as subprotocols are). */
+static int http_lists(const char *value, const char *token) {
+  size_t tl = strlen(token);
+  const char *p = value;
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\t')
+      p++;
+    const char *e = p;
+    while (*e && *e != ',' && *e != ' ' && *e != '\t')
+      e++;
+    if ((size_t)(e - p) == tl && memcmp(p, token, tl) == 0)
+      return 1;
+    p = e;
+  }
+  return 0;
+}
+
+/* Only /sync with passerelle.v1 may upgrade.  0 lets it, 1 when refused with a status. */
+static int http_confirm_upgrade(struct lws *wsi) {
+  psl__server_t *srv = http_server(wsi);
+  char uri[PSL_HTTP_MAX_PATH], proto[PSL_HTTP_MAX_PATH];
+  unsigned status = 0;
+  const char *why = NULL;
+  if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/sync") != 0) {
+    status = 404;
+    why = "not /sync";
+  } else if (lws_hdr_copy(wsi, proto, sizeof proto, WSI_TOKEN_PROTOCOL) <= 0 ||
+             !http_lists(proto, PSL_SUBPROTOCOL)) {
+    status = 400;
+    why = "subprotocol passerelle.v1 not offered";
+  } else if (srv->stopping || srv->nconns >= srv->max_conns) {
+    status = 503;
+    why = srv->stopping ? "stopping" : "connection limit";
+    srv->metrics.connections_refused_total++;
+  }
+  if (!status)
+    return 0;
+  psl_say(PSL_SAY_INFO, "upgrade refused status=%u: %s", status, why);
+  lws_return_http_status(wsi, status, NULL);
+  return 1;
+}
+
+int psl__http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len) {
+  http_session_t *s = user;
+  switch (reason) {
+  case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: {
+    psl__server_t *srv = http_server(wsi);
+    if (srv->stopping || srv->nconns >= srv->max_conns + PSL_HTTP_SLACK) {
+      srv->metrics.connections_refused_total++;
+      psl_say(PSL_SAY_DEBUG, "connection refused: %s",
+              srv->stopping ? "stopping" : "connection limit");
+      return 1;
+    }
+    return 0;
+  }
+  case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    return http_confirm_upgrade(wsi);
+  case LWS_CALLBACK_HTTP:
+    return s ? http_serve(wsi, s, in) : -1;
+  case LWS_CALLBACK_HTTP_WRITEABLE: {
+    if (!s || !s->body.base)
+      return 0;
+    int n = lws_write(wsi, psl_buf_data(&s->body), s->body.len, LWS_WRITE_HTTP_FINAL);
+    http_server(wsi)->metrics.bytes_sent_total += s->body.len;
+    psl_buf_free(&s->body);
+    if (n < 0)
+      return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+  }
+  case LWS_CALLBACK_CLOSED_HTTP:
+  case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    if (s)
+      psl_buf_free(&s->body);
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+  default:
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+  }
+}
