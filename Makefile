@@ -137,3 +137,23 @@ $(TEST_BIN): $(call obj,$(TEST_SRC)) $(SUPPORT_LIB) $(LIBS)
 	$(CC) -o $@ $^ $(LDLIBS_ALL)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+# ---- libpasserelle.so: the client library as one shared object for apps (client-lib/ and
+# what it links of domain/ and proto/; not domain/rebuild-log.c, which needs the server's
+# log).  Built from position-independent objects of its own under $(B)/pic, so the other
+# objects keep their flags.
+CLIENT_SO := $(if $(CLIENT_SRC),$(B)/lib/libpasserelle.so)
+CLIENT_SO_SRC := $(CLIENT_SRC) $(filter-out domain/rebuild-log.c,$(DOMAIN_SRC)) $(PROTO_SRC)
+pic = $(patsubst %.c,$(B)/pic/%.o,$(1))
+
+all: $(CLIENT_SO)
+
+$(B)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -MMD -MP -c $< -o $@
+
+$(B)/lib/libpasserelle.so: $(call pic,$(CLIENT_SO_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libpasserelle.so -o $@ $^ $(LDLIBS_ALL)
+
+-include $(shell find $(B)/pic -name '*.d' 2>/dev/null)

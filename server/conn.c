@@ -55,6 +55,17 @@ static void conn_free(psl__conn_t *c);
 
 /* ---- Lifecycle. */
 
+/* Did the client's upgrade offer permessage-deflate?  We accept it whenever offered (net.c),
+ * so an offer means it is in force.  The upgrade's headers are still attached here. */
+static int conn_offers_deflate(struct lws *wsi) {
+  char ext[256];
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) <= 0)
+    return 0;
+  if (lws_hdr_copy(wsi, ext, sizeof ext, WSI_TOKEN_EXTENSIONS) < 0)
+    return 1; /* too long to read: assume the worst, fragmenting is always correct */
+  return strstr(ext, "permessage-deflate") != NULL;
+}
+
 psl__conn_t *psl__conn_open(psl__server_t *srv, struct lws *wsi) {
   psl__conn_t *c = calloc(1, sizeof *c);
   if (!c) {
@@ -73,6 +84,7 @@ psl__conn_t *psl__conn_open(psl__server_t *srv, struct lws *wsi) {
   c->rate_msgs = PSL_RATE_MSGS_BURST;
   c->rate_events = PSL_RATE_EVENTS_BURST;
   c->rate_at_ms = psl__now_ms(srv);
+  c->deflate = conn_offers_deflate(wsi);
   lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, PSL_HELLO_TIMEOUT_S);
   psl_say(PSL_SAY_INFO, "conn=%llu open", (unsigned long long)c->cid);
   return c;
@@ -94,6 +106,7 @@ static void conn_drop_queue(psl__conn_t *c) {
   }
   c->sq_first = c->sq_last = NULL;
   c->sq_bytes = 0;
+  c->sq_off = 0;
 }
 
 static void conn_unwait(psl__conn_t *c) {
@@ -266,11 +279,26 @@ int psl__conn_writable(psl__conn_t *c) {
     psl__frame_t *f = c->sq_first;
     if (!f)
       break;
-    size_t len = f->buf.len;
-    if (lws_write(wsi, psl_buf_data(&f->buf), len, LWS_WRITE_BINARY) < 0) {
+    size_t len = f->buf.len, off = c->sq_off, n = len - off;
+    int mode = LWS_WRITE_BINARY;
+    if (c->deflate) { /* see PSL_PMD_FRAGMENT */
+      if (n > PSL_PMD_FRAGMENT)
+        n = PSL_PMD_FRAGMENT;
+      mode = off ? LWS_WRITE_CONTINUATION : LWS_WRITE_BINARY;
+      if (off + n < len)
+        mode |= LWS_WRITE_NO_FIN;
+    }
+    if (lws_write(wsi, psl_buf_data(&f->buf) + off, n, (enum lws_write_protocol)mode) < 0) {
       psl_say(PSL_SAY_DEBUG, "conn=%llu write failed", (unsigned long long)c->cid);
       return -1;
     }
+    if (off + n < len) { /* more fragments of this frame */
+      c->sq_off = off + n;
+      if (lws_send_pipe_choked(wsi))
+        break;
+      continue;
+    }
+    c->sq_off = 0;
     c->sq_first = f->next;
     if (!c->sq_first)
       c->sq_last = NULL;

@@ -40,6 +40,14 @@
  * until commits catch up (backpressure, not an error). */
 #define PSL_CONN_MAX_PENDING_PUSHES 64u
 #define PSL_CONN_MAX_PENDING_BYTES (4u * PSL_MAX_FRAME)
+/* With permessage-deflate, a message is written as WebSocket fragments of at most this many
+ * bytes.  Why: lws 4.1's deflate extension compresses into a 1 KiB buffer (PMD_TX_BUF_PWR2 =
+ * 10); when a write's output does not fit, it keeps reading the caller's buffer on later
+ * writes ("tx draining"), which on a server it only finishes inside the *next* user lws_write
+ * — so a frame freed after lws_write is read after free, and a new frame written meanwhile is
+ * mixed into the old one.  1,000 bytes deflate to at most 1,000 + 10 bytes (stored blocks and
+ * the sync flush), which always fits: no draining ever starts. */
+#define PSL_PMD_FRAGMENT 1000u
 /* Frames written in one WRITEABLE callback before yielding to the other connections. */
 #define PSL_WRITES_PER_WAKE 16
 /* Rate limit, a token bucket per connection.  Messages: 20,000/s is 3x the best single-client
@@ -92,6 +100,8 @@ struct psl__conn_s {
   /* Sending: FIFO of encoded frames. */
   psl__frame_t *sq_first, *sq_last;
   size_t sq_bytes;
+  size_t sq_off;  /* bytes of sq_first already written (deflate: fragment by fragment) */
+  int deflate;    /* the client negotiated permessage-deflate */
 
   /* Subscriptions (sub.c). */
   psl__sub_t *subs;
