@@ -103,6 +103,11 @@ void psl__domain_close(psl__cstore_t *s);
 int psl__domain_apply(psl__cstore_t *s, MDB_txn *txn, const psl_event_t *ev);
 /* Empty the projections (reset). */
 int psl__domain_drop(psl__cstore_t *s, MDB_txn *txn);
+/* participant.erased was applied: rewrite every replica record of its stream with pii
+ * {erased: true} (what the server now sends for them).  *delta: the change in replica
+ * bytes.  0 or PSL_E*. */
+int psl__domain_erase_pii(psl__cstore_t *s, MDB_txn *txn, psl_str_t stream, psl_buf_t *scratch,
+                          int64_t *delta);
 
 /* meta keys */
 #define PSL__META_URL "url"

@@ -17,6 +17,11 @@
  * server order.  Recomputations (event.voided, back-dated transfers) read the stream's
  * earlier events through sidx and the replica (stream_iter).
  *
+ * Erasure: when a participant.erased is applied, every replica record of that stream is
+ * rewritten with `pii` {erased: true} (psl__domain_erase_pii, through sidx), in the chunk's
+ * transaction: the device stops holding the person's name as soon as it learns of the
+ * erasure, and shows what the server now sends for those events.
+ *
  * Unsent events (outbox) are not folded into the stored projections: psl_client_participant_json
  * folds them on top, in memory, with the same fold (psl_proj_apply).
  */
@@ -130,6 +135,70 @@ int psl__domain_apply(psl__cstore_t *s, MDB_txn *txn, const psl_event_t *ev) {
     return rc;
   copy.seq = local;
   return psl_projdb_apply(s->domain, txn, &copy, stream_iter, &it);
+}
+
+/* The MessagePack map {erased: true}: what the server sends for an erased participant's pii. */
+static const uint8_t erased_pii[] = {0x81, 0xa6, 'e', 'r', 'a', 's', 'e', 'd', 0xc3};
+
+int psl__domain_erase_pii(psl__cstore_t *s, MDB_txn *txn, psl_str_t stream, psl_buf_t *scratch,
+                          int64_t *delta) {
+  uint8_t key[SIDX_KEY_MAX];
+  MDB_cursor *cur;
+  MDB_val k, v;
+  *delta = 0;
+  if (stream.len == 0 || stream.len > PSL_MAX_STREAM)
+    return PSL_EINVALID;
+  memcpy(key, stream.ptr, stream.len);
+  key[stream.len] = 0;
+  size_t plen = stream.len + 1;
+  int rc = psl_err_from_mdb(mdb_cursor_open(txn, s->sidx, &cur));
+  if (rc)
+    return rc;
+  k.mv_size = plen;
+  k.mv_data = key;
+  for (int op = MDB_SET_RANGE;; op = MDB_NEXT) {
+    int m = mdb_cursor_get(cur, &k, &v, op);
+    if (m == MDB_NOTFOUND)
+      break;
+    if (m) {
+      rc = psl_err_from_mdb(m);
+      break;
+    }
+    if (k.mv_size != plen + 8 || memcmp(k.mv_data, key, plen) != 0)
+      break;
+    if (v.mv_size != 8) {
+      rc = PSL_ECORRUPT;
+      break;
+    }
+    uint8_t rkey[8];
+    memcpy(rkey, v.mv_data, 8);
+    MDB_val rk = {8, rkey}, rv;
+    psl_event_t ev;
+    m = mdb_get(txn, s->replica, &rk, &rv);
+    if (m == MDB_NOTFOUND)
+      continue;
+    if (m || rv.mv_size <= PSL_HASH_BYTES ||
+        psl_event_decode_stored((const uint8_t *)rv.mv_data + PSL_HASH_BYTES,
+                                rv.mv_size - PSL_HASH_BYTES, &ev, NULL)) {
+      rc = PSL_ECORRUPT;
+      break;
+    }
+    if (ev.pii.len == 0 ||
+        (ev.pii.len == sizeof erased_pii && memcmp(ev.pii.ptr, erased_pii, ev.pii.len) == 0))
+      continue;
+    ev.pii.ptr = erased_pii;
+    ev.pii.len = sizeof erased_pii;
+    psl_buf_reset(scratch); /* the record again: hash ‖ canonical, copied out of the map */
+    if ((rc = psl_buf_append(scratch, rv.mv_data, PSL_HASH_BYTES)) != 0 ||
+        (rc = psl_event_encode_canonical(scratch, &ev)) != 0)
+      break;
+    *delta += (int64_t)scratch->len - (int64_t)rv.mv_size;
+    MDB_val nv = {scratch->len, psl_buf_data(scratch)};
+    if ((rc = psl_err_from_mdb(mdb_put(txn, s->replica, &rk, &nv, 0))) != 0)
+      break;
+  }
+  mdb_cursor_close(cur);
+  return rc;
 }
 
 int psl__domain_drop(psl__cstore_t *s, MDB_txn *txn) {

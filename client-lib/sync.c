@@ -307,6 +307,11 @@ static int apply_chunk(psl__sync_t *s, const psl_event_t *ev, size_t n, uint64_t
     }
     if (!rc)
       rc = psl__domain_apply(st, txn, &ev[i]);
+    if (!rc && psl_str_eq(ev[i].type, "participant.erased")) {
+      int64_t delta = 0; /* the person's pii leaves the device with this chunk */
+      rc = psl__domain_erase_pii(st, txn, ev[i].stream, &s->scratch, &delta);
+      bytes = (uint64_t)((int64_t)bytes + delta);
+    }
     s->fresh[i] = 1;
     bytes += len;
     written += len;

@@ -20,7 +20,8 @@
  *     activity that year, with a 12-bit mask of months each, plus the few dates and
  *     attributes the figures need.  A query visits the year's facts of the territory once
  *     each and decides per person — exact by construction.  The LMDB store indexes them by
- *     (year, terr) (store-lmdb.c); the memory store derives them from the states.
+ *     (year, terr) and (year, all) (store-lmdb.c); the memory store derives them from the
+ *     states.
  *
  * Query cost is thus O(people with activity in that year and territory + counter keys of the
  * year), independent of the log's length.
@@ -242,10 +243,6 @@ int psl__year_equal(const psl__year_t *a, const psl__year_t *b) {
   return 1;
 }
 
-uint8_t psl__year_first_terr(const psl__year_t *y) {
-  /* places are sorted by terr first */
-  return y->nplaces ? y->places[0].terr : 0;
-}
 
 /* ---- Queries. */
 
@@ -297,15 +294,23 @@ void psl__agg_vec(psl_counters_t *c, const int64_t vec[PSL__C_N]) {
   }
 }
 
-void psl__agg_year(psl_counters_t *c, const psl__year_t *y) {
+void psl__agg_begin(psl__agg_t *a, psl_counters_t *c, const psl_counters_query_t *q) {
+  psl__counters_start(c, q);
+  a->c = c;
+  a->mask = q->month ? (uint16_t)(1u << (q->month - 1)) : ALL_MONTHS;
+  a->end = psl_local_month_start(q->year, q->month ? q->month + 1 : 13);
+  a->stop = q->now_ms && q->now_ms < a->end ? q->now_ms : a->end;
+}
+
+void psl__agg_year(const psl__agg_t *a, const psl__year_t *y) {
+  psl_counters_t *c = a->c;
   const psl_counters_query_t *q = &c->q;
-  uint16_t mask = q->month ? (uint16_t)(1u << (q->month - 1)) : ALL_MONTHS;
+  int64_t end = a->end;
   int followed = 0;
   for (size_t i = 0; i < y->nplaces && !followed; i++)
-    followed = place_matches(q, &y->places[i]) && (y->places[i].months & mask);
+    followed = place_matches(q, &y->places[i]) && (y->places[i].months & a->mask);
   if (!followed)
     return;
-  int64_t end = psl_local_month_start(q->year, q->month ? q->month + 1 : 13);
   c->followed++;
   if (y->ref_place >= 0 && (!q->month || y->ref_month == q->month) &&
       place_matches(q, &y->places[y->ref_place]))
@@ -335,9 +340,7 @@ void psl__agg_year(psl_counters_t *c, const psl__year_t *y) {
   c->homeless += y->homeless_at && y->homeless_at < end;
   c->care_obligation += y->care_at && y->care_at < end;
   c->rsa += y->rsa != 0;
-  int64_t stop = end;
-  if (q->now_ms && q->now_ms < stop)
-    stop = q->now_ms;
+  int64_t stop = a->stop;
   if (y->exited_at && y->exited_at < stop)
     stop = y->exited_at;
   c->days_followed_sum += stop > y->referred_at ? (stop - y->referred_at) / MS_PER_DAY : 0;

@@ -117,8 +117,9 @@ int psl_participant_json(psl_buf_t *out, const psl_participant_t *st, int64_t no
   if (!rc) rc = json_code(out, PSL_CODE_JUSTICE, st->justice);
   if (!rc) rc = psl_buf_append(out, ",\"gender\":", 10);
   if (!rc) rc = json_code(out, PSL_CODE_GENDER, st->gender);
-  if (!rc) rc = psl__json_printf(out, ",\"birth_year\":%d,\"age\":%d", st->birth_year,
-                                 psl_participant_age(st, y));
+  if (!rc) rc = st->birth_year ? psl__json_printf(out, ",\"birth_year\":%d,\"age\":%d",
+                                                  st->birth_year, psl_participant_age(st, y))
+                               : psl__json_printf(out, "%s", ",\"birth_year\":null,\"age\":null");
   if (!rc) rc = psl_buf_append(out, ",\"education\":", 13);
   if (!rc) rc = json_code(out, PSL_CODE_EDUCATION, st->education);
   if (!rc) rc = psl_buf_append(out, ",\"source\":", 10);

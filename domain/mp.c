@@ -263,3 +263,68 @@ int psl__mp_skip(psl__mp_t *r, unsigned depth) {
   default: return PSL__MP_TYPE; /* 0xc1 */
   }
 }
+
+/* ---- Stored events, for rebuilds.
+ *
+ * A rebuild reads millions of records the log wrote itself; proto's psl_event_decode_stored
+ * checks every string's UTF-8 and every key's type again, which was ~40% of a rebuild.  This
+ * reader fills only what the fold reads (id, stream, type, at, terr, data, seq), skips the
+ * rest, and checks what memory safety needs: every length against the bytes left.  A record
+ * it cannot read is reported, and the caller falls back to proto's decoder for it. */
+
+static int key_is(const char *k, uint32_t n, const char *name) {
+  size_t i = 0;
+  for (; i < n; i++)
+    if (name[i] != k[i] || name[i] == '\0')
+      return 0;
+  return name[n] == '\0';
+}
+
+int psl__event_read_stored(const uint8_t *buf, size_t len, psl_event_t *ev) {
+  psl__mp_t r;
+  uint32_t n;
+  memset(ev, 0, sizeof *ev);
+  ev->expect = PSL_EXPECT_ANY;
+  psl__mp_init(&r, buf, len);
+  if (psl__mp_map(&r, &n))
+    return PSL_ECORRUPT;
+  for (uint32_t i = 0; i < n; i++) {
+    const char *k, *s;
+    const uint8_t *b;
+    uint32_t kn, sn;
+    int64_t v;
+    if (psl__mp_str(&r, &k, &kn))
+      return PSL_ECORRUPT;
+    int rc = 0;
+    if (key_is(k, kn, "id")) {
+      rc = psl__mp_bin(&r, &b, &sn) || sn != PSL_UUID_BYTES;
+      if (!rc)
+        memcpy(ev->id, b, PSL_UUID_BYTES);
+    } else if (key_is(k, kn, "stream") || key_is(k, kn, "type") || key_is(k, kn, "terr")) {
+      rc = psl__mp_str(&r, &s, &sn);
+      psl_str_t str = {s, sn};
+      if (k[0] == 's')
+        ev->stream = str;
+      else if (k[1] == 'y')
+        ev->type = str;
+      else
+        ev->terr = str;
+    } else if (key_is(k, kn, "at") || key_is(k, kn, "seq")) {
+      rc = psl__mp_int(&r, &v);
+      if (k[0] == 'a')
+        ev->at = v;
+      else
+        ev->seq = (uint64_t)v;
+    } else if (key_is(k, kn, "data")) {
+      const uint8_t *start = r.p;
+      rc = psl__mp_skip(&r, PSL_MAX_DEPTH);
+      ev->data.ptr = start;
+      ev->data.len = (size_t)(r.p - start);
+    } else {
+      rc = psl__mp_skip(&r, PSL_MAX_DEPTH);
+    }
+    if (rc)
+      return PSL_ECORRUPT;
+  }
+  return r.p == r.end && ev->stream.ptr && ev->type.ptr && ev->data.ptr ? 0 : PSL_ECORRUPT;
+}

@@ -31,10 +31,21 @@
  *    rsa, months, ESF+); their recorded activity (interviews, missed, partner referrals,
  *    outcomes) still counts.  Erased participants keep counting: erasure destroys personal
  *    data (pii), never the anonymous figures already reported to funders.
+ *  - Per-person figures of a period: `referred` (referral dated in it, counted under its
+ *    placement), `active` (followed, and an engagement or interview dated before the period's
+ *    end), `exited` (the latest exit dated in it, under its placement, by reason), shares of
+ *    `housing-none`/`housing-precarious`/care obligation (in a diagnostic dated before the
+ *    period's end), `mean_months_followed` (referral to exit, or to the period's end, in
+ *    days / 30.44).  Sessions count under their own terr, site and programme (none: they
+ *    match no programme filter); everything else under the participant's placement.
  *
- * Threads: nothing here is global; a psl_proj_t (memory) is used by one thread at a time; a
- * psl_projdb_t is shared: apply from the log's writer thread, queries from any thread, each
- * with its own LMDB transaction.
+ * Nothing here holds pii: states, counters and reports are made of `data` alone, and error
+ * messages name keys, never values.
+ *
+ * Threads: nothing here is global (a few read-only tables are built once under
+ * pthread_once).  A psl_proj_t (memory) is used by one thread at a time.  A psl_projdb_t is
+ * shared: psl_projdb_apply and psl_projdb_store from one writer thread at a time (the log's),
+ * queries, compare and verify from any thread, each with its own LMDB transaction.
  */
 #ifndef PSL_DOMAIN_H
 #define PSL_DOMAIN_H
@@ -207,7 +218,8 @@ typedef struct psl_participant_s {
 
 void psl_participant_init(psl_participant_t *st, const uint8_t id[PSL_UUID_BYTES]);
 void psl_participant_free(psl_participant_t *st); /* frees the arrays; accepts NULL */
-/* Deep copy into dst (initialised or freed before); PSL_ENOMEM. */
+/* Deep copy into dst (whose arrays, if any, the caller has freed: they are overwritten).
+ * PSL_ENOMEM leaves dst empty. */
 int psl_participant_copy(psl_participant_t *dst, const psl_participant_t *src);
 /* 1 if the two states are equal in everything the projection defines. */
 int psl_participant_equal(const psl_participant_t *a, const psl_participant_t *b);
@@ -216,8 +228,15 @@ int psl_participant_age(const psl_participant_t *st, int year);
 /* Days from referral to exit, or to now_ms if not exited (0 if unknown). */
 int64_t psl_participant_days_followed(const psl_participant_t *st, int64_t now_ms);
 
-/* JSON object of the state (DOMAIN.md's keys; `age` in the year of now_ms; months_followed to
- * now_ms if not exited), appended to out.  PSL_ENOMEM. */
+/* JSON object of the state, appended to out: id, status, programme, terr, site, justice,
+ * gender, birth_year, age (in now_ms's year), education, source, rsa, barriers_open,
+ * barriers_lifted (arrays of codes), care_obligation (null before any diagnostic),
+ * interviews, interview_minutes, last_interview (ms or null), missed, sessions_attended,
+ * referrals ({"<ref uuid>": {kind, partner_kind, status}}, status "referred" until an
+ * update), outcomes (counts by code), referred_at, exited_at (ms or null), exit_reason,
+ * months_followed (to the exit, else to now_ms), and into (merged only).  now_ms 0 reads
+ * "now" as the participant's latest event.  Codes are printed as codes; nothing of pii.
+ * Returns 0 or PSL_ENOMEM. */
 int psl_participant_json(psl_buf_t *out, const psl_participant_t *st, int64_t now_ms);
 
 /* ---- Territory counters. */
@@ -256,10 +275,16 @@ typedef struct {
 /* Fill a query; site may be NULL.  PSL_EINVALID for a bad year, month or site. */
 int psl_counters_query_init(psl_counters_query_t *q, int terr, int year, int month,
                             int programme, const char *site);
-/* The JSON object of DOMAIN.md: query echo, then the figures, breakdowns as objects of counts
- * keyed by code, mean_age, the shares (0..1) and mean_months_followed as numbers (null when
- * nobody is counted).  Appended to out. */
+/* The JSON object of DOMAIN.md, appended to out: the query (terr, year, month, programme, site;
+ * null when not filtered), then referred, followed, active, exited {reason: n},
+ * interviews, interview_minutes, missed, sessions, session_attendance, partner_referrals
+ * {kind: n}, outcomes {kind: n}, outcomes_by_class {durable, transitional, positive},
+ * gender {f, m, x}, mean_age, education {"0-2", "3-4", "5-8"}, housing_barrier_share,
+ * homeless_share, care_obligation_share (0..1, of followed), rsa, mean_months_followed.
+ * Breakdowns list every code (zeros too); a mean or share of nobody is null.
+ * Returns 0 or PSL_ENOMEM. */
 int psl_counters_json(psl_buf_t *out, const psl_counters_t *c);
+/* 1 if the two carry the same query and the same figures. */
 int psl_counters_equal(const psl_counters_t *a, const psl_counters_t *b);
 
 /* ---- The yearly report: per territory, programme and site, with ESF+ indicators. */
@@ -276,81 +301,115 @@ typedef struct {
   size_t nrows;
 } psl_report_t;
 
+/* Rows: "total" first (the territory asked, or all), then each territory (when all were
+ * asked), programme and site with any figure that year.  Built by psl_proj_report or
+ * psl_projdb_report; the rows are the caller's to free. */
 void psl_report_free(psl_report_t *r); /* the rows; accepts NULL */
+/* {"year", "terr", "rows": [{"dimension", "code", <the counters' figures>, "esf": {
+ * participants, under_18, age_18_29, age_55_plus, isced_0_2, isced_3_4, isced_5_8,
+ * homeless_or_housing_exclusion, exit_in_education_or_training, exit_in_employment}}]} */
 int psl_report_json(psl_buf_t *out, const psl_report_t *r);
+/* One header line, one line per row (CRLF, RFC 4180); breakdowns as one column per code. */
 int psl_report_csv(psl_buf_t *out, const psl_report_t *r);
-int psl_report_md(psl_buf_t *out, const psl_report_t *r); /* French headings */
+/* Markdown tables with French headings, as the organisation's activity report is written. */
+int psl_report_md(psl_buf_t *out, const psl_report_t *r);
 
-/* ---- Stores.  The same fold runs in both. */
+/* ---- Stores.  The same fold (domain/engine.c) runs in both.
+ *
+ * How voids stay exact: the participant projection is DEFINED as the fold of the stream's
+ * effective events.  A normal event folds in O(1).  An event.voided — and a
+ * participant.transferred dated at or before an event already folded, which moves that event
+ * to another placement — recomputes the stream: the store's iterator supplies every earlier
+ * event of the stream, the effective sets before and after are folded from scratch, and the
+ * counters receive the difference of their contributions.  A session stream's void works the
+ * same way on its session.held records and their attendees. */
 
-/* Where a recomputation reads a stream's earlier events: call fn once for each stored event of
- * `stream` whose seq is below before_seq, in seq order (events still without a seq — a
- * client's unsent ones — come last, in the order they were made).  The events and their bytes
- * need only live during fn.  Return 0, fn's nonzero result, or a PSL_E* of your own. */
+/* Where a recomputation reads a stream's earlier events: call fn once for each event of
+ * `stream` recorded before the one being applied — those whose seq is below before_seq; when
+ * before_seq is 0 (a client's unsent event), every event recorded so far — in the order they
+ * were recorded.  The events and their bytes need only live during fn.  Return 0, fn's
+ * nonzero result (stop), or a PSL_E* of your own. */
 typedef int (*psl_event_fn)(void *fnarg, const psl_event_t *ev);
 typedef int (*psl_stream_iter_fn)(void *arg, psl_str_t stream, uint64_t before_seq,
                                   psl_event_fn fn, void *fnarg);
 
-/* Caseload entries. */
+/* A caseload entry: st is valid only during the call; a nonzero return stops the walk and
+ * is returned by it. */
 typedef int (*psl_caseload_fn)(void *arg, const psl_participant_t *st);
 
-/* -- In memory (client-lib, tests, tools, the auditor's rebuild). */
+/* -- In memory (client-lib, tests, tools, rebuilds). */
 typedef struct psl_proj_s psl_proj_t;
 
-int psl_proj_new(psl_proj_t **out); /* PSL_ENOMEM */
+int psl_proj_new(psl_proj_t **out); /* 0 or PSL_ENOMEM; free with psl_proj_free */
 void psl_proj_free(psl_proj_t *p);  /* accepts NULL */
 
-/* Fold one event (stored, or new with seq 0) into the projections.  A normal event costs
- * O(1).  An event.voided — and a transfer dated before events already folded — recomputes its
- * stream from the events iter supplies (every earlier event of the stream), then corrects the
- * counters by the difference.  iter may be NULL only if such events never occur (returns
- * PSL_EINVALID then).  Events that do not parse (a newer client's, or x- types) count as
- * activity only.  Returns 0, PSL_ENOMEM, or iter's error.  After an error the store may hold
- * part of the event: rebuild it. */
+/* Fold one event (stored, or a client's new one with seq 0) into the projections; ev and its
+ * bytes need only live during the call.  iter (with arg) supplies the stream's earlier events
+ * for recomputations; it may be NULL only if no void or early-dated transfer comes (else
+ * PSL_EINVALID).  Events that do not parse (a newer client's type or key) count as activity
+ * of their stream only; events of another kind of stream are ignored.  Returns 0,
+ * PSL_ENOMEM, PSL_EINVALID or iter's error; after an error the store may hold part of the
+ * event: rebuild it. */
 int psl_proj_apply(psl_proj_t *p, const psl_event_t *ev, psl_stream_iter_fn iter, void *arg);
 
-/* The seq of the last event applied (0 if none). */
+/* The greatest seq applied (0 if none). */
 uint64_t psl_proj_seq(const psl_proj_t *p);
 
-/* Copy of a participant's state into *out (initialised by the call; free it).
- * PSL_ENOTFOUND if the participant is unknown (no effective referral). */
+/* Copy of a participant's state into *out, which the call initialises: free it with
+ * psl_participant_free (also after PSL_ENOTFOUND).  PSL_ENOTFOUND if the participant is
+ * unknown (no effective referral), PSL_ENOMEM. */
 int psl_proj_participant(psl_proj_t *p, const uint8_t id[PSL_UUID_BYTES],
                          psl_participant_t *out);
+/* Counters of query q into *out (no allocation kept).  0 or PSL_ENOMEM. */
 int psl_proj_counters(psl_proj_t *p, const psl_counters_query_t *q, psl_counters_t *out);
-/* Participants whose current territory is terr (0: all), in id order; fn's nonzero result
- * stops the walk and is returned.  st is valid only during fn. */
+/* Caseload: the known participants whose current territory is terr (0: all), in
+ * (territory, id) order (filter on st->status as needed).  0, PSL_ENOMEM, or fn's nonzero
+ * result. */
 int psl_proj_caseload(psl_proj_t *p, int terr, psl_caseload_fn fn, void *arg);
+/* The yearly report for year and terr (0: all) into *out (rows: psl_report_free).
+ * 0, PSL_EINVALID (year), PSL_ENOMEM. */
 int psl_proj_report(psl_proj_t *p, int year, int terr, psl_report_t *out);
 
-/* Fold every event of log from seq 1 into a new memory store (psl_log_read in chunks; the
- * recomputations read their streams with psl_log_read too).  In its own file, so that the
- * client library links without the server's. */
+/* Fold every event of log from seq 1 up to its head into a new memory store (*out, the
+ * caller's: psl_proj_free), reading through psl_log_read in chunks; recomputations read their
+ * stream with psl_log_read.  Returns 0, PSL_ECORRUPT (an undecodable record), PSL_ENOMEM or
+ * the log's error.  In its own file (domain/rebuild-log.c): the one function here that
+ * needs the server library, so a client links without it. */
 int psl_proj_rebuild_from_log(psl_log_t *log, psl_proj_t **out);
 
-/* -- In LMDB, inside the log's environment (server).  Databases (see domain/store-lmdb.c):
+/* -- In LMDB, inside the log's environment (server; client-lib's replica).  Databases, their
+ *    layouts in domain/store-lmdb.c and domain/codec.c:
  *    proj_part     participant id (16) → state
- *    proj_sess     session id (16) → its session.held records
+ *    proj_sess     session id (16) → its effective session.held records
  *    proj_counters year (2 BE) ‖ month (1) ‖ terr (1) ‖ programme (1) ‖ site → additive counts
- *    proj_year     year (2 BE) ‖ terr (1) ‖ participant id (16) → the year's per-person facts
+ *    proj_year     year (2 BE) ‖ terr (1, 0 = all) ‖ participant id (16) → per-person facts
  *    proj_terr     terr (1) ‖ participant id (16) → status (1): caseloads
- *    proj_meta     "proj_seq" → seq (8 BE) the projections reflect; "format" → version */
+ *    proj_stream   kind (1) ‖ stream id (16) ‖ seq (8 BE) → (): the streams' events
+ *    proj_meta     "proj_seq" → seq (8 BE) the projections reflect; "format" → version
+ *    It reads the log's `events` database (seq (8 BE) → hash (32) ‖ canonical event) for
+ *    recomputations and rebuilds; nothing else of the log's layout. */
 typedef struct psl_projdb_s psl_projdb_t;
 
-/* Open (creating) the databases in env with the write transaction txn.  The handle must be
- * freed with psl_projdb_free after the env is closed or no longer used. */
+/* Open the databases in env through txn, creating them when txn is a write transaction (a
+ * read-only txn needs them to exist).  *out is the caller's: psl_projdb_free it once env is
+ * closed.  The handle holds no transaction.  0, PSL_ENOMEM, or an LMDB error mapped
+ * (too many named databases: the env needs 7 free). */
 int psl_projdb_open(psl_projdb_t **out, MDB_env *env, MDB_txn *txn);
 void psl_projdb_free(psl_projdb_t *db); /* accepts NULL */
 
-/* Fold ev inside the write transaction txn (ev->seq must be proj_seq + 1, or the call
- * returns PSL_ECORRUPT: the projections would skip events).  iter reads earlier stream
- * events for recomputations; NULL reads them from the log's own `streams` and `events`
- * databases in txn.  Single writer: call from one thread at a time. */
+/* Fold ev inside the write transaction txn, which the caller commits (or aborts: then
+ * nothing of ev stays).  ev->seq must be proj_seq + 1, else PSL_ECORRUPT (the projections
+ * would skip or repeat events).  iter supplies a stream's earlier events for
+ * recomputations; NULL reads them through proj_stream and the log's `events` in txn (so it
+ * sees the events of the batch being written).  Writer thread only.  Returns 0, PSL_ENOMEM,
+ * PSL_ECORRUPT, PSL_EUNAVAILABLE (map full: the log grows the map and retries the batch). */
 int psl_projdb_apply(psl_projdb_t *db, MDB_txn *txn, const psl_event_t *ev,
                      psl_stream_iter_fn iter, void *arg);
-/* proj_seq as seen by txn. */
+/* proj_seq as txn sees it (0 for new projections). */
 int psl_projdb_seq(psl_projdb_t *db, MDB_txn *txn, uint64_t *seq);
 
-/* Queries, in any transaction (read or write), from any thread. */
+/* Queries, in any transaction of the env (read or write), from any thread; results are the
+ * caller's, as for the memory store's functions of the same names. */
 int psl_projdb_participant(psl_projdb_t *db, MDB_txn *txn, const uint8_t id[PSL_UUID_BYTES],
                            psl_participant_t *out);
 int psl_projdb_counters(psl_projdb_t *db, MDB_txn *txn, const psl_counters_query_t *q,
@@ -359,26 +418,34 @@ int psl_projdb_caseload(psl_projdb_t *db, MDB_txn *txn, int terr, psl_caseload_f
                         void *arg);
 int psl_projdb_report(psl_projdb_t *db, MDB_txn *txn, int year, int terr, psl_report_t *out);
 
-/* Replace the stored projections by those of mem (a rebuild), in the write txn, and set
- * proj_seq to psl_proj_seq(mem). */
+/* Replace every stored projection by mem's (a rebuild), in the write txn, and set proj_seq
+ * to psl_proj_seq(mem); proj_stream is rebuilt from the log's `events` up to that seq (or
+ * emptied when the env holds no log).  An empty mem resets the projections.  Writer thread. */
 int psl_projdb_store(psl_projdb_t *db, MDB_txn *txn, const psl_proj_t *mem);
-/* Compare the stored projections with mem: 0 if they are equal in every database, else
- * PSL_ECORRUPT with diag saying which record first differs (ids, never personal data). */
+/* Compare the stored projections with mem: proj_seq, every participant state, session,
+ * counter vector, per-year facts and caseload entry, and their counts.  0 if equal, else
+ * PSL_ECORRUPT with diag (may be NULL) naming the first difference and its id — never
+ * personal data. */
 int psl_projdb_compare(psl_projdb_t *db, MDB_txn *txn, const psl_proj_t *mem,
                        psl_diag_t *diag);
 
-/* Fold every event of the log's `events` database with seq in (from, upto] read through txn
- * into mem (recomputations read `streams` in txn too).  The auditor's verify runs, in one read
- * transaction: proj_seq → rebuild (0, proj_seq] into a new memory store → compare. */
+/* Fold the log's events with seq in (from, upto], read through txn from `events`, into mem
+ * (recomputations see every earlier event: the scan remembers each stream's seqs from seq
+ * 1, in memory, 8 bytes an event).  PSL_EINVALID when the env holds no log. */
 int psl_projdb_fold_log(psl_projdb_t *db, MDB_txn *txn, uint64_t from, uint64_t upto,
                         psl_proj_t *mem);
-/* That verify: 0 when the stored projections equal a rebuild from the log in txn. */
+/* The auditor's verify, all in txn (one snapshot; a read transaction is best, e.g. through
+ * psl_log_with_read_txn): read proj_seq, rebuild (0, proj_seq] into a new memory store,
+ * compare.  0 when the stored projections equal the rebuild, PSL_ECORRUPT with diag
+ * otherwise. */
 int psl_projdb_verify(psl_projdb_t *db, MDB_txn *txn, psl_diag_t *diag);
 
-/* Hooks for psl_log_opts_t.hooks with arg = a psl_projdb_t ** the hooks fill at open:
- * open creates the databases and brings them up to the log's head (folding the events past
- * proj_seq, or rebuilding from seq 1 when proj_seq is past the head or the stored format is
- * another); apply folds each stored event in the writer's transaction. */
+/* Hooks for psl_log_opts_t.hooks, with arg = slot, a psl_projdb_t * the caller owns and
+ * frees after psl_log_close.  open (in the log's opening transaction) opens the databases
+ * into *slot and brings them to the log's head: folds the events past proj_seq (fewer than
+ * 10,000), or rebuilds from seq 1 (more, a proj_seq past the head, or another format).
+ * apply folds each stored event in the writer's transaction (psl_projdb_apply, iter NULL).
+ * The projections thus commit, and survive a crash, with the events they reflect. */
 psl_log_hooks_t psl_projection_hooks(psl_projdb_t **slot);
 
 #endif /* PSL_DOMAIN_H */

@@ -8,7 +8,10 @@
  *   participant.c  the participant fold (pure), placement timeline, activity marks
  *   counters.c     additive counter keys and contributions, per-year facts, aggregation
  *   engine.c       psl__engine_apply: O(1) folds, void/transfer recomputation, sessions
- *   store-mem.c    the memory store;  store-lmdb.c  the LMDB store and the log hooks
+ *   store-mem.c    the memory store
+ *   store-lmdb.c   the LMDB store: open, fold into it;  lmdb-query.c  its queries;
+ *   lmdb-rebuild.c its rebuilds, compare, verify and the log hooks
+ *   rebuild-log.c  a memory rebuild through psl_log_read (the one call into the server)
  *   codec.c        byte layouts of the stored state, sessions, year facts, counters
  *   json.c, report.c  renderers
  */
@@ -42,6 +45,9 @@ int psl__mp_is_nil(const psl__mp_t *r);
 int psl__mp_is_map(const psl__mp_t *r);
 int psl__mp_is_bin(const psl__mp_t *r);
 int psl__mp_skip(psl__mp_t *r, unsigned depth);
+/* A stored event (canonical form, as the log keeps it) read for a fold: id, stream, type,
+ * at, terr, data and seq only, zero-copy.  0 or PSL_ECORRUPT (then use proto's decoder). */
+int psl__event_read_stored(const uint8_t *buf, size_t len, psl_event_t *ev);
 
 /* ---- codes.c */
 
@@ -212,11 +218,18 @@ int psl__participant_counts(const psl_participant_t *st);
 int psl__year_make(const psl_participant_t *st, int year, psl__year_t *y);
 void psl__year_free(psl__year_t *y);
 int psl__year_equal(const psl__year_t *a, const psl__year_t *b);
-/* The smallest territory among y's places: where an all-territory query counts it once. */
-uint8_t psl__year_first_terr(const psl__year_t *y);
 
-/* Accumulate into c (c->q is the query) one person-year, and one counter vector. */
-void psl__agg_year(psl_counters_t *c, const psl__year_t *y);
+/* An aggregation in progress: the counters and what every person-year needs of the query,
+ * computed once (calendar arithmetic per record was a third of a query's time). */
+typedef struct {
+  psl_counters_t *c;
+  uint16_t mask;     /* months of the period as bits */
+  int64_t end;       /* the period's end */
+  int64_t stop;      /* end, or now_ms if earlier: for months followed */
+} psl__agg_t;
+void psl__agg_begin(psl__agg_t *a, psl_counters_t *c, const psl_counters_query_t *q);
+/* Accumulate one person-year, and one counter vector. */
+void psl__agg_year(const psl__agg_t *a, const psl__year_t *y);
 int psl__ckey_matches(const psl_counters_query_t *q, const psl__ckey_t *k);
 void psl__agg_vec(psl_counters_t *c, const int64_t vec[PSL__C_N]);
 void psl__counters_start(psl_counters_t *c, const psl_counters_query_t *q);
@@ -239,6 +252,9 @@ int psl__participant_encode(psl__out_t *o, const psl_participant_t *st);
 int psl__participant_decode(const uint8_t *p, size_t len, psl_participant_t *st);
 int psl__year_encode(psl__out_t *o, const psl__year_t *y);
 int psl__year_decode(const uint8_t *p, size_t len, psl__year_t *y);
+/* The same, with places in buf when they fit (then y->places == buf: do not free them). */
+int psl__year_decode_buf(const uint8_t *p, size_t len, psl__year_t *y, psl__yplace_t *buf,
+                         size_t bufcap);
 void psl__vec_encode(const int64_t vec[PSL__C_N], uint8_t out[PSL__C_N * 8]);
 int psl__vec_decode(const uint8_t *p, size_t len, int64_t vec[PSL__C_N]);
 
@@ -298,6 +314,71 @@ enum { PSL__MEM_PARTS, PSL__MEM_SESSIONS, PSL__MEM_COUNTERS };
 int psl__mem_each(const psl_proj_t *p, int what, int (*fn)(void *arg, const void *item),
                   void *arg);
 int psl__mem_counters(const psl_proj_t *p, const psl_counters_query_t *q, psl_counters_t *out);
+
+/* ---- store-lmdb.c, lmdb-query.c, lmdb-rebuild.c: the LMDB store's shared parts (layouts
+ * documented at the top of store-lmdb.c). */
+
+#include <lmdb.h>
+
+/* proj_meta "format": these layouts, codec.c's records and codes.c's tables.  Another value
+ * makes the open drop the databases and rebuild them. */
+#define PSL__PROJ_FORMAT 3
+/* proj_stream key: kind ('p' or 's') ‖ stream id. */
+#define PSL__SKEY_BYTES (1 + PSL_UUID_BYTES)
+
+struct psl_projdb_s {
+  MDB_dbi part, sess, counters, year, terr, meta, stream;
+  MDB_dbi log_events;
+  int have_log; /* the env holds a log (its `events` database) */
+  /* writer scratch (apply is single-threaded) */
+  psl_participant_t cur;
+  /* cur as decoded, as far as its index entries go: scalars, and its marks and transfers
+   * copied (referrals NULL).  Most events change none of it (an interview in a month already
+   * marked), and then part_put writes the state alone. */
+  psl_participant_t old;
+  size_t cap_old_marks, cap_old_transfers;
+  psl__session_t cur_sess;
+  psl__out_t out;
+};
+
+/* Where a stream iterator reads: the log's `events` through txn. */
+typedef struct {
+  psl_projdb_t *db;
+  MDB_txn *txn;
+} psl__logread_t;
+
+static inline void psl__be16(uint8_t *p, unsigned v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+static inline void psl__be64(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+static inline uint64_t psl__get_be64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | p[i];
+  return v;
+}
+
+int psl__db_err(int mdb_rc); /* LMDB code → PSL_E* (0 stays 0) */
+int psl__db_format_ok(psl_projdb_t *db, MDB_txn *txn);
+int psl__db_set_seq(psl_projdb_t *db, MDB_txn *txn, uint64_t seq, int format);
+int psl__db_years_of(const psl_participant_t *st, psl__year_t **out, size_t *n, size_t *cap);
+size_t psl__db_year_key(uint8_t key[19], int year, uint8_t terr, const uint8_t id[PSL_UUID_BYTES]);
+int psl__db_year_write(psl_projdb_t *db, MDB_txn *txn, const psl__year_t *y, int put);
+int psl__db_caseload_write(psl_projdb_t *db, MDB_txn *txn, uint8_t terr,
+                           const uint8_t id[PSL_UUID_BYTES], int status, int put);
+/* A record of `events` (hash ‖ canonical) into ev, zero-copy.  PSL_ECORRUPT. */
+int psl__db_decode_record(const MDB_val *v, psl_event_t *ev);
+/* Event seq of `events` into fn. */
+int psl__db_with_event(psl__logread_t *lr, uint64_t seq, psl_event_fn fn, void *fnarg);
+/* The proj_stream key of a stream; 0 if it is not a participant or session stream. */
+size_t psl__db_stream_key(psl_str_t stream, uint8_t key[PSL__SKEY_BYTES]);
+/* psl_stream_iter_fn over proj_stream (arg: a psl__logread_t). */
+int psl__db_index_stream_iter(void *arg, psl_str_t stream, uint64_t before_seq, psl_event_fn fn,
+                              void *fnarg);
 
 /* ---- report.c: the report from a query function and the year's places. */
 int psl__report_build(int year, int terr,

@@ -136,8 +136,9 @@ static int esf_json(psl_buf_t *out, const psl_counters_t *c) {
 
 int psl_report_json(psl_buf_t *out, const psl_report_t *r) {
   int rc = psl__json_printf(out, "{\"year\":%d,\"terr\":", r->year);
-  if (!rc) rc = r->terr ? psl__json_str(out, psl_code_name(PSL_CODE_TERR, r->terr))
-                        : psl_buf_append(out, "null", 4);
+  if (!rc) rc = psl_code_name(PSL_CODE_TERR, r->terr)
+                   ? psl__json_str(out, psl_code_name(PSL_CODE_TERR, r->terr))
+                   : psl_buf_append(out, "null", 4);
   if (!rc) rc = psl_buf_append(out, ",\"rows\":[", 9);
   for (size_t i = 0; !rc && i < r->nrows; i++) {
     const psl_report_row_t *row = &r->rows[i];
@@ -219,14 +220,14 @@ static const char *row_label(const psl_report_row_t *row, char *buf, size_t n) {
 
 static int pct(psl_buf_t *out, int64_t num, int64_t den) {
   return den ? psl__json_printf(out, " %.0f %% |", 100.0 * (double)num / (double)den)
-             : psl_buf_append(out, " — |", 5);
+             : psl__json_printf(out, "%s", " — |");
 }
 
 int psl_report_md(psl_buf_t *out, const psl_report_t *r) {
   char label[80];
+  const char *terr = psl_code_name(PSL_CODE_TERR, r->terr);
   int rc = psl__json_printf(out, "# Rapport annuel %d — %s\n\n", r->year,
-                            r->terr ? psl_code_name(PSL_CODE_TERR, r->terr)
-                                    : "tous territoires");
+                            terr ? terr : "tous territoires");
   if (!rc)
     rc = psl__json_printf(out, "%s",
                           "## Personnes accompagnées et activité\n\n"
@@ -249,12 +250,12 @@ int psl_report_md(psl_buf_t *out, const psl_report_t *r) {
                           (long long)c->session_attendance);
     if (!rc)
       rc = c->age_n ? psl__json_printf(out, " %.1f |", ratio(c->age_sum, c->age_n, 1))
-                    : psl_buf_append(out, " — |", 5);
+                    : psl__json_printf(out, "%s", " — |");
     if (!rc)
       rc = c->days_followed_n
                ? psl__json_printf(out, " %.1f |",
                                   ratio(c->days_followed_sum, c->days_followed_n, DAYS_PER_MONTH))
-               : psl_buf_append(out, " — |", 5);
+               : psl__json_printf(out, "%s", " — |");
     if (!rc) rc = pct(out, c->housing, c->followed);
     if (!rc) rc = pct(out, c->homeless, c->followed);
     if (!rc) rc = pct(out, c->care_obligation, c->followed);

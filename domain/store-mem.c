@@ -360,7 +360,8 @@ int psl_proj_participant(psl_proj_t *p, const uint8_t id[PSL_UUID_BYTES],
 }
 
 int psl__mem_counters(const psl_proj_t *p, const psl_counters_query_t *q, psl_counters_t *out) {
-  psl__counters_start(out, q);
+  psl__agg_t agg;
+  psl__agg_begin(&agg, out, q);
   for (size_t i = 0; i < p->counters.cap; i++) {
     const counter_t *c = p->counters.slot[i].item;
     if (c && psl__ckey_matches(q, &c->key))
@@ -380,7 +381,7 @@ int psl__mem_counters(const psl_proj_t *p, const psl_counters_query_t *q, psl_co
     int rc = psl__year_make(st, q->year, &y);
     if (rc)
       return rc;
-    psl__agg_year(out, &y);
+    psl__agg_year(&agg, &y);
     psl__year_free(&y);
   }
   return 0;
@@ -390,9 +391,12 @@ int psl_proj_counters(psl_proj_t *p, const psl_counters_query_t *q, psl_counters
   return psl__mem_counters(p, q, out);
 }
 
-static int id_cmp(const void *a, const void *b) {
+/* The LMDB store's caseload order (its key: terr ‖ id). */
+static int terr_id_cmp(const void *a, const void *b) {
   const psl_participant_t *x = *(const psl_participant_t *const *)a;
   const psl_participant_t *y = *(const psl_participant_t *const *)b;
+  if (x->terr != y->terr)
+    return x->terr < y->terr ? -1 : 1;
   return memcmp(x->id, y->id, PSL_UUID_BYTES);
 }
 
@@ -407,7 +411,7 @@ int psl_proj_caseload(psl_proj_t *p, int terr, psl_caseload_fn fn, void *arg) {
     if (st && st->known && (!terr || st->terr == terr))
       list[n++] = st;
   }
-  qsort(list, n, sizeof *list, id_cmp);
+  qsort(list, n, sizeof *list, terr_id_cmp);
   for (size_t i = 0; i < n && !rc; i++)
     rc = fn(arg, list[i]);
   free(list);

@@ -6,16 +6,16 @@
  * The rules, in one table (p = the token's principal, ev = the pushed event, stream_terr =
  * the participant's territory now, empty for a new stream):
  *
- *   role          read terr T        push ev
- *   ------------  -----------------  ------------------------------------------------------
- *   caseworker    T is theirs        participant.transferred: stream_terr is theirs;
- *                                    participant.erased: never;
- *                                    other types: ev->terr theirs and stream_terr empty or
- *                                    theirs
- *   coordinator   yes                everything but participant.erased
- *   auditor       yes                never
- *   admin         yes                everything
- *   revoked/none  never              never
+ *   role          read terr T        read pii  push ev
+ *   ------------  -----------------  --------  --------------------------------------------
+ *   caseworker    T is theirs        yes       participant.transferred: stream_terr is
+ *                                              theirs; participant.erased: never;
+ *                                              other types: ev->terr theirs and stream_terr
+ *                                              empty or theirs
+ *   coordinator   yes                yes       everything but participant.erased
+ *   auditor       yes                sealed    never
+ *   admin         yes                yes       everything
+ *   revoked/none  never              never     never
  */
 #include "psl_access.h"
 
@@ -148,6 +148,12 @@ int psl_access_may_read(const psl_principal_t *p, psl_str_t terr) {
   if (!usable(p))
     return PSL_EFORBIDDEN;
   if (p->role == PSL_ROLE_CASEWORKER && !holds_terr(p, terr))
+    return PSL_EFORBIDDEN;
+  return 0;
+}
+
+int psl_access_may_read_pii(const psl_principal_t *p) {
+  if (!usable(p) || p->role == PSL_ROLE_AUDITOR)
     return PSL_EFORBIDDEN;
   return 0;
 }

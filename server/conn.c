@@ -34,6 +34,12 @@
  *   any      lws CLOSED                              freed/ZOMBIE  psl__conn_closed
  *   ZOMBIE   last pending push completed             freed     psl__conn_push_finished
  *
+ * Flood limits (flood.h): hello counts the connection against its token's limit (refused
+ * `rate_limited` and closed past it); every request then draws on the token's buckets, shared
+ * by all its connections.  A message that arrives in pieces must keep coming: no byte for
+ * PSL_FRAME_STALL_S, or not whole after PSL_FRAME_MAX_S, and the connection is closed (lws
+ * timeout PSL_TIMEOUT_FRAME; in HELLO the hello timeout stays in force instead).
+ *
  * Receiving: lws hands a message in pieces of at most PSL_RX_BUFFER bytes (and a message may
  * span several WebSocket frames).  A message that arrives whole in one callback is copied once
  * and decoded; otherwise the pieces are gathered in c->rx, grown as needed, never past
@@ -49,9 +55,16 @@
 #include <string.h>
 
 #include "conn.h"
+#include "flood.h"
 #include "psl_say.h"
 
+/* lws pending-timeout reasons of ours (lws_set_timeout): they only name the cause in lws's
+ * own logs. */
+#define PSL_TIMEOUT_HELLO (PENDING_TIMEOUT_USER_REASON_BASE + 1)
+#define PSL_TIMEOUT_FRAME (PENDING_TIMEOUT_USER_REASON_BASE + 2)
+
 static void conn_free(psl__conn_t *c);
+static void conn_frame_timer(psl__conn_t *c, int arm);
 
 /* ---- Lifecycle. */
 
@@ -81,11 +94,8 @@ psl__conn_t *psl__conn_open(psl__server_t *srv, struct lws *wsi) {
   srv->nconns++;
   srv->metrics.connections = srv->nconns;
   srv->metrics.connections_total++;
-  c->rate_msgs = PSL_RATE_MSGS_BURST;
-  c->rate_events = PSL_RATE_EVENTS_BURST;
-  c->rate_at_ms = psl__now_ms(srv);
   c->deflate = conn_offers_deflate(wsi);
-  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, PSL_HELLO_TIMEOUT_S);
+  lws_set_timeout(wsi, PSL_TIMEOUT_HELLO, PSL_HELLO_TIMEOUT_S);
   psl_say(PSL_SAY_INFO, "conn=%llu open", (unsigned long long)c->cid);
   return c;
 }
@@ -127,6 +137,8 @@ void psl__conn_closed(psl__conn_t *c) {
   psl_say(PSL_SAY_INFO, "conn=%llu closed pending_pushes=%zu", (unsigned long long)c->cid,
           c->pending_pushes);
   psl__list_remove(&c->link);
+  psl__flood_detach(srv->flood, c->tokuse);
+  c->tokuse = NULL;
   srv->nconns--;
   srv->metrics.connections = srv->nconns;
   conn_unwait(c);
@@ -264,6 +276,8 @@ void psl__conn_update_rx(psl__conn_t *c) {
   if (pause != c->rx_paused) {
     lws_rx_flow_control(c->wsi, !pause);
     c->rx_paused = pause;
+    if (c->rx_gathering)
+      conn_frame_timer(c, !pause); /* our pause, not the peer's stall */
   }
 }
 
@@ -328,22 +342,9 @@ int psl__conn_writable(psl__conn_t *c) {
 
 /* ---- Receiving. */
 
-/* Token buckets: one message (and n events) may pass if both buckets hold enough. */
+/* The token's buckets: one message (and n events) may pass if both hold enough. */
 static int conn_rate_take(psl__conn_t *c, size_t events) {
-  uint64_t now = psl__now_ms(c->srv);
-  double dt = (double)(now - c->rate_at_ms) / 1000.0;
-  c->rate_at_ms = now;
-  c->rate_msgs += dt * PSL_RATE_MSGS_PER_S;
-  if (c->rate_msgs > PSL_RATE_MSGS_BURST)
-    c->rate_msgs = PSL_RATE_MSGS_BURST;
-  c->rate_events += dt * PSL_RATE_EVENTS_PER_S;
-  if (c->rate_events > PSL_RATE_EVENTS_BURST)
-    c->rate_events = PSL_RATE_EVENTS_BURST;
-  if (c->rate_msgs < 1.0 || c->rate_events < (double)events)
-    return PSL_ERATE_LIMITED;
-  c->rate_msgs -= 1.0;
-  c->rate_events -= (double)events;
-  return 0;
+  return psl__flood_take(c->srv->flood, c->tokuse, events, psl__now_ms(c->srv));
 }
 
 static void conn_hello(psl__conn_t *c, const psl_msg_t *msg) {
@@ -368,6 +369,14 @@ static void conn_hello(psl__conn_t *c, const psl_msg_t *msg) {
   if (msg->u.hello.server.len > 0 && !psl_str_eq(msg->u.hello.server, srv->log_id)) {
     psl__conn_fail(c, msg->has_id, msg->id, PSL_ERESET,
                    "server: this is not the log the client synced with; sync from 0",
+                   LWS_CLOSE_STATUS_POLICY_VIOLATION);
+    return;
+  }
+  if ((rc = psl__flood_attach(srv->flood, p.id, psl__now_ms(srv), &c->tokuse)) != 0) {
+    psl_say(PSL_SAY_INFO, "conn=%llu hello refused token=%s: connection limit",
+            (unsigned long long)c->cid, p.id);
+    psl__conn_fail(c, msg->has_id, msg->id, rc,
+                   rc == PSL_ERATE_LIMITED ? "too many connections for this token" : NULL,
                    LWS_CLOSE_STATUS_POLICY_VIOLATION);
     return;
   }
@@ -433,7 +442,7 @@ static void conn_dispatch(psl__conn_t *c, uint8_t *frame, size_t len) {
   }
   if (conn_rate_take(c, msg.t == PSL_MSG_PUSH ? msg.u.push.n : 0) != 0) {
     psl__conn_error(c, msg.has_id, msg.id, PSL_ERATE_LIMITED,
-                    "over this connection's message or event rate");
+                    "over this token's message or event rate");
     goto done;
   }
   switch (msg.t) {
@@ -458,6 +467,17 @@ done:
   psl_msg_free(&msg);
   free(frame);
   psl__conn_update_rx(c);
+}
+
+/* While a message is half received (READY, reading): close the connection if no byte of it
+ * comes for PSL_FRAME_STALL_S.  arm 0 lifts that timeout. */
+static void conn_frame_timer(psl__conn_t *c, int arm) {
+  if (!c->wsi || c->state != PSL_CONN_READY)
+    return; /* HELLO keeps its hello timeout; CLOSING its flush timeout */
+  if (arm)
+    lws_set_timeout(c->wsi, PSL_TIMEOUT_FRAME, PSL_FRAME_STALL_S);
+  else
+    lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 }
 
 static void conn_rx_reset(psl__conn_t *c) {
@@ -517,6 +537,8 @@ int psl__conn_receive(psl__conn_t *c, const void *in, size_t len) {
   if (len)
     memcpy(c->rx + c->rx_len, in, len);
   c->rx_len = total;
+  if (!c->rx_gathering)
+    c->rx_started_ms = psl__now_ms(c->srv);
   c->rx_gathering = 1;
   if (final) {
     uint8_t *frame = c->rx;
@@ -524,7 +546,15 @@ int psl__conn_receive(psl__conn_t *c, const void *in, size_t len) {
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
     c->rx_gathering = 0;
+    conn_frame_timer(c, 0);
     conn_dispatch(c, frame, flen);
+  } else if (c->state == PSL_CONN_READY &&
+             psl__now_ms(c->srv) - c->rx_started_ms > PSL_FRAME_MAX_S * 1000ull) {
+    conn_rx_reset(c);
+    psl__conn_fail(c, 0, 0, PSL_EINVALID, "message not finished within 300 s",
+                   LWS_CLOSE_STATUS_POLICY_VIOLATION);
+  } else {
+    conn_frame_timer(c, 1);
   }
   return 0;
 nomem:

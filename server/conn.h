@@ -50,15 +50,15 @@
 #define PSL_PMD_FRAGMENT 1000u
 /* Frames written in one WRITEABLE callback before yielding to the other connections. */
 #define PSL_WRITES_PER_WAKE 16
-/* Rate limit, a token bucket per connection.  Messages: 20,000/s is 3x the best single-client
- * round-trip rate of the peers we measure against (~6,800/s), so no honest client meets it,
- * while a flood is answered rate_limited.  Events: 200,000/s per connection is a quarter of
- * the log's batched ingest ceiling (~880,000/s), so one device cannot take the writer alone.
- * Bursts: one second's worth. */
-#define PSL_RATE_MSGS_PER_S 20000.0
-#define PSL_RATE_MSGS_BURST 20000.0
-#define PSL_RATE_EVENTS_PER_S 200000.0
-#define PSL_RATE_EVENTS_BURST 200000.0
+/* Rate and connection limits are per token, across its connections: flood.h. */
+/* A message started (its first piece received) must make progress: a peer that sends no
+ * byte of it for PSL_FRAME_STALL_S is closed (a mobile link silent that long is gone; the
+ * client reconnects and re-pushes, answered dup), and one that has not finished it after
+ * PSL_FRAME_MAX_S is closed too (a full PSL_MAX_FRAME at 56 kbit/s takes 300 s): a slow
+ * sender cannot hold a gathering buffer of up to PSL_MAX_FRAME for ever.  While we stop
+ * reading (backpressure) the stall clock does not run. */
+#define PSL_FRAME_STALL_S 10
+#define PSL_FRAME_MAX_S 300
 /* Subscriptions open on one connection: a client needs one; a few allow separate filters. */
 #define PSL_MAX_SUBS_PER_CONN 8u
 /* Largest `window` (chunks in flight) a sub may ask for: 64 x PSL_CHUNK_BYTES = 16 MiB that
@@ -112,9 +112,9 @@ struct psl__conn_s {
   size_t pending_pushes;
   size_t pending_bytes;
 
-  /* Rate limit buckets. */
-  double rate_msgs, rate_events;
-  uint64_t rate_at_ms;
+  /* READY: this connection's share of its token's flood limits (flood.h). */
+  struct psl__tokuse_s *tokuse;
+  uint64_t rx_started_ms; /* when the message being gathered began (PSL_FRAME_MAX_S) */
 };
 
 /* ---- conn.c */

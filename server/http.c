@@ -5,6 +5,8 @@
  * Routes (http_routes below; the /api/v1 endpoints of a later issue are added as rows):
  *   GET /healthz   200 "ok\n" while the log takes writes; 503 and the reason otherwise
  *   GET /metrics   Prometheus text (metrics.c)
+ *   GET /api/v1/counters, /api/v1/participants/<uuid>, /api/v1/report   the API (api.c)
+ *   GET /, /app.js, /app.css, /favicon.svg   the dashboard (www.c, files of server/www/)
  *   anything else  404; a method other than GET on a known path 405
  *
  * Upgrade gate (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE): only GET /sync offering the subprotocol
@@ -16,22 +18,35 @@
  * that /healthz and /metrics still answer when the WebSocket cap is reached).
  *
  * A response is sent in two steps, as lws wants: headers from the HTTP callback, the body
- * from the next HTTP_WRITEABLE, then the transaction is completed (keep-alive).
+ * from the next HTTP_WRITEABLEs (PSL_HTTP_WRITE_CHUNK at a time, as HTTP/2 needs), then the
+ * transaction is completed (keep-alive).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "conn.h"
+#include "api.h"
 #include "psl_say.h"
+#include "www.h"
 
 /* Sockets accepted above the WebSocket cap, for HTTP probes (/healthz, /metrics). */
 #define PSL_HTTP_SLACK 32u
 /* Longest path and query we route: our routes are short; longer ones are 404 anyway. */
 #define PSL_HTTP_MAX_PATH 256
 #define PSL_HTTP_MAX_QUERY 1024
+/* Room for a response's headers: lws's common ones (~150 bytes) plus ours; the dashboard's
+ * Content-Security-Policy and cache headers (www.c) take ~350 of them. */
+#define PSL_HTTP_MAX_HEADERS 1024
+/* Body bytes written per HTTP_WRITEABLE, and never more than the peer's HTTP/2 flow-control
+ * window allows.  Over TLS browsers speak HTTP/2, and lws 4.1 sends only the first ~4 KiB of
+ * a larger final write on an h2 stream (measured: a 7.6 KB page arrived cut at 4,107 bytes);
+ * in pieces of 4 KiB (lws's own service buffer size) every body arrives whole, h1 or h2. */
+#define PSL_HTTP_WRITE_CHUNK 4096u
 
 typedef struct {
   psl_buf_t body; /* response body waiting for HTTP_WRITEABLE */
+  size_t sent;    /* bytes of body already written */
+  int flushing;   /* the whole body is written; lws still holds part of it */
 } http_session_t;
 
 size_t psl__http_session_size(void) { return sizeof(http_session_t); }
@@ -46,6 +61,10 @@ static int http_healthz(const psl__http_req_t *req, psl__http_resp_t *resp) {
   if (srv->stopping) {
     resp->status = 503;
     return http_printf(resp->body, "stopping\n");
+  }
+  if (srv->starting) { /* server.c: the log opens, its projections catch up */
+    resp->status = 503;
+    return http_printf(resp->body, "starting: opening the log\n");
   }
   if (!srv->log_writable) {
     resp->status = 503;
@@ -72,6 +91,16 @@ static const struct {
 } http_routes[] = {
     {"/healthz", http_healthz},
     {"/metrics", http_metrics},
+    /* The HTTP API (api.c): JSON answers, bearer tokens.  A path ending in '*' matches
+     * every path that starts with what precedes the '*'. */
+    {"/api/v1/counters", psl__api_counters},
+    {"/api/v1/participants/*", psl__api_participant},
+    {"/api/v1/report", psl__api_report},
+    /* The dashboard (www.c: files of server/www/ embedded at build time). */
+    {"/", psl__www_handler},
+    {"/app.js", psl__www_handler},
+    {"/app.css", psl__www_handler},
+    {"/favicon.svg", psl__www_handler},
 };
 
 /* ---- Plumbing. */
@@ -99,49 +128,118 @@ static void http_query(struct lws *wsi, char *out, size_t cap) {
   }
 }
 
-/* Headers now, body on the next HTTP_WRITEABLE.  Returns nonzero to close. */
-static int http_respond(struct lws *wsi, http_session_t *s, unsigned status, const char *ctype) {
-  uint8_t hdr[LWS_PRE + 512];
+/* 1 if the NULL-ended "name:", "value" list sets name. */
+static int http_has_header(const char *const *headers, const char *name) {
+  for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+    if (strcmp(headers[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+/* Headers now, body on the next HTTP_WRITEABLE; headers: more "name:", "value" pairs then
+ * NULL, or NULL.  Returns nonzero to close. */
+static int http_respond(struct lws *wsi, http_session_t *s, unsigned status, const char *ctype,
+                        const char *const *headers) {
+  uint8_t hdr[LWS_PRE + PSL_HTTP_MAX_HEADERS];
   uint8_t *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
   if (s->body.len == 0 && psl_buf_append(&s->body, "\n", 1) != 0)
     return -1;
-  if (lws_add_http_common_headers(wsi, status, ctype, s->body.len, &p, end) ||
+  if (lws_add_http_common_headers(wsi, status, ctype, s->body.len, &p, end))
+    return -1;
+  if (!http_has_header(headers, "cache-control:") &&
       lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                  (const unsigned char *)"no-store", 8, &p, end) ||
-      lws_finalize_write_http_header(wsi, start, &p, end))
+                                  (const unsigned char *)"no-store", 8, &p, end))
+    return -1;
+  for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)headers[i],
+                                    (const unsigned char *)headers[i + 1],
+                                    (int)strlen(headers[i + 1]), &p, end))
+      return -1;
+  if (lws_finalize_write_http_header(wsi, start, &p, end))
     return -1;
   lws_callback_on_writable(wsi);
   return 0;
+}
+
+/* HTTP_WRITEABLE: the next piece of the body (PSL_HTTP_WRITE_CHUNK at most, within the
+ * peer's HTTP/2 window); the last one completes the transaction.  lws may write its frame
+ * header into the LWS_PRE bytes before the piece: those are the buffer's headroom or body
+ * bytes already sent.  Returns nonzero to close. */
+static int http_write_body(struct lws *wsi, http_session_t *s) {
+  if (s->flushing) { /* lws calls WRITEABLE once what it held is sent */
+    s->flushing = 0;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+  }
+  if (!s->body.base)
+    return 0;
+  size_t left = s->body.len - s->sent;
+  size_t n = left < PSL_HTTP_WRITE_CHUNK ? left : PSL_HTTP_WRITE_CHUNK;
+  lws_fileofs_t allowed = lws_get_peer_write_allowance(wsi);
+  if (allowed >= 0 && (uint64_t)allowed < n)
+    n = (size_t)allowed;
+  if (n == 0 && left > 0) { /* the peer's window is shut: lws calls again when it opens */
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  int final = n == left;
+  int w = lws_write(wsi, psl_buf_data(&s->body) + s->sent, n,
+                    final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+  if (w < 0)
+    return -1;
+  s->sent += n;
+  http_server(wsi)->metrics.bytes_sent_total += n;
+  if (!final) {
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  psl_buf_free(&s->body);
+  s->sent = 0;
+  if (lws_partial_buffered(wsi)) { /* lws holds part of the last piece: complete once sent */
+    s->flushing = 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* 1 if path is route's, or starts with route's text before a final '*'. */
+static int http_route_matches(const char *route, const char *path) {
+  size_t n = strlen(route);
+  if (n > 0 && route[n - 1] == '*')
+    return strncmp(path, route, n - 1) == 0;
+  return strcmp(path, route) == 0;
 }
 
 static int http_serve(struct lws *wsi, http_session_t *s, const char *uri) {
   psl__server_t *srv = http_server(wsi);
   psl_buf_free(&s->body);
   psl_buf_init(&s->body, LWS_PRE);
+  s->sent = 0;
+  s->flushing = 0;
   char path[PSL_HTTP_MAX_PATH], query[PSL_HTTP_MAX_QUERY];
   snprintf(path, sizeof path, "%s", uri ? uri : "");
   http_query(wsi, query, sizeof query);
   int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
   for (size_t i = 0; i < sizeof http_routes / sizeof http_routes[0]; i++) {
-    if (strcmp(path, http_routes[i].path) != 0)
+    if (!http_route_matches(http_routes[i].path, path))
       continue;
     if (!is_get) {
       http_printf(&s->body, "method not allowed\n");
-      return http_respond(wsi, s, 405, "text/plain; charset=utf-8");
+      return http_respond(wsi, s, 405, "text/plain; charset=utf-8", NULL);
     }
     psl__http_req_t req = {srv, wsi, path, query};
-    psl__http_resp_t resp = {200, "text/plain; charset=utf-8", &s->body};
+    psl__http_resp_t resp = {200, "text/plain; charset=utf-8", &s->body, NULL};
     int rc = http_routes[i].fn(&req, &resp);
     if (rc != 0) {
       psl_say(PSL_SAY_ERROR, "http %s failed: %s", http_routes[i].path, psl_strerror(rc));
       psl_buf_reset(&s->body);
       http_printf(&s->body, "internal error\n");
-      return http_respond(wsi, s, 500, "text/plain; charset=utf-8");
+      return http_respond(wsi, s, 500, "text/plain; charset=utf-8", NULL);
     }
-    return http_respond(wsi, s, resp.status, resp.ctype);
+    return http_respond(wsi, s, resp.status, resp.ctype, resp.headers);
   }
   http_printf(&s->body, "not found\n");
-  return http_respond(wsi, s, 404, "text/plain; charset=utf-8");
+  return http_respond(wsi, s, 404, "text/plain; charset=utf-8", NULL);
 }
 
 /* 1 if the comma-separated header value lists token (case-sensitive, as subprotocols are). */
@@ -174,9 +272,9 @@ static int http_confirm_upgrade(struct lws *wsi) {
              !http_lists(proto, PSL_SUBPROTOCOL)) {
     status = 400;
     why = "subprotocol passerelle.v1 not offered";
-  } else if (srv->stopping || srv->nconns >= srv->max_conns) {
+  } else if (srv->stopping || srv->starting || srv->nconns >= srv->max_conns) {
     status = 503;
-    why = srv->stopping ? "stopping" : "connection limit";
+    why = srv->stopping ? "stopping" : srv->starting ? "starting" : "connection limit";
     srv->metrics.connections_refused_total++;
   }
   if (!status)
@@ -204,16 +302,8 @@ int psl__http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     return http_confirm_upgrade(wsi);
   case LWS_CALLBACK_HTTP:
     return s ? http_serve(wsi, s, in) : -1;
-  case LWS_CALLBACK_HTTP_WRITEABLE: {
-    if (!s || !s->body.base)
-      return 0;
-    int n = lws_write(wsi, psl_buf_data(&s->body), s->body.len, LWS_WRITE_HTTP_FINAL);
-    http_server(wsi)->metrics.bytes_sent_total += s->body.len;
-    psl_buf_free(&s->body);
-    if (n < 0)
-      return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-  }
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    return s ? http_write_body(wsi, s) : 0;
   case LWS_CALLBACK_CLOSED_HTTP:
   case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     if (s)

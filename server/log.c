@@ -345,6 +345,7 @@ int psl_log_open(psl_log_t **out, const char *dir, const psl_log_opts_t *opts) {
     log->map_size_max = opts->map_size_max;
     log->max_batch = opts->max_batch;
     log->hooks = opts->hooks;
+    log->sealer = opts->sealer;
     log->read_only = opts->read_only;
   }
   if (log->max_batch == 0)

@@ -7,7 +7,9 @@
  *   refuse invalid shapes (stream/terr empty or too long, a 0x00 in the stream)  → invalid
  *   current ver of the stream (this batch's entries, the cache below, else `streams`)
  *   expect check fails → `ids` holds the id ? dup : conflict (current ver)
- *   stamp seq = head+1, ver = current+1, rec; encode canonical after a 32-byte gap
+ *   stamp seq = head+1, ver = current+1, rec
+ *   sealer.seal (psl_log_sealer_t: the server encrypts pii) → refused ? (dup ? dup : refusal)
+ *   encode canonical, with the sealed pii, after a 32-byte gap
  *   canonical > PSL_MAX_EVENT → `ids` holds the id ? dup : invalid "event too big"
  *   ids put NOOVERWRITE seq‖ver → the id exists ? dup (LMDB sees this batch's own writes)
  *   gather the streams and terr entries (log_index.c: written in runs at the end of the batch)
@@ -23,6 +25,10 @@
  *
  * The head (seq, hash) lives in the batch until the commit succeeds; after a failure the
  * caller empties the stream cache, which may hold versions that were never committed.
+ *
+ * The sealer's prepare runs between the last event and the log's commit, so that what the
+ * sealed records rely on (the keys of server/keys.c) is durable before they are; committed or
+ * aborted ends every attempt.
  */
 #include "log_int.h"
 
@@ -54,6 +60,7 @@ _Static_assert(PSL_MAX_STREAM <= UINT8_MAX, "stream_slot_t.len is one byte");
 struct psl__writer_s {
   stream_slot_t cache[STREAM_CACHE_SLOTS];
   psl_buf_t buf; /* the record of an inline (unpipelined) event: no allocation per event */
+  psl_buf_t seal; /* the sealer's output for the event being encoded */
   psl__chain_t *chain;
   psl__bindex_t *bx;
 };
@@ -76,6 +83,7 @@ static const char MSG_STREAM[] = "stream: empty, too long or holding a 0x00 byte
 static const char MSG_TERR[] = "terr: empty or too long";
 static const char MSG_EXPECT[] = "expect: must be -1, 0 or a version";
 static const char MSG_ENCODE[] = "event cannot be encoded";
+static const char MSG_SEAL[] = "pii: refused";
 
 int psl__writer_new(psl__writer_t **out) {
   psl__writer_t *w = calloc(1, sizeof *w);
@@ -84,6 +92,7 @@ int psl__writer_new(psl__writer_t **out) {
   if (!w)
     return PSL_ENOMEM;
   psl_buf_init(&w->buf, 0);
+  psl_buf_init(&w->seal, 0);
   if ((err = psl__bindex_new(&w->bx)) != 0)
     goto fail_bindex;
   if ((err = psl__chain_start(&w->chain)) != 0)
@@ -104,6 +113,7 @@ void psl__writer_free(psl__writer_t *w) {
   psl__chain_stop(w->chain);
   psl__bindex_free(w->bx);
   psl_buf_free(&w->buf);
+  psl_buf_free(&w->seal);
   free(w);
 }
 
@@ -193,6 +203,10 @@ static int put_record(batch_t *b, psl_event_t *ev, const psl_buf_t *r) {
   b->seq = ev->seq;
   if (log->hooks.apply) {
     int err = log->hooks.apply(log->hooks.arg, b->txn, ev);
+    /* Inside a write transaction LMDB's only "unavailable" is a full map (disk writes come
+     * at the commit): grow and run the batch again, as for the log's own puts. */
+    if (err == PSL_EUNAVAILABLE)
+      return batch_fail(b, MDB_MAP_FULL);
     if (err)
       return err < 0 ? err : PSL_EINTERNAL;
   }
@@ -254,19 +268,53 @@ static int stream_version(batch_t *b, const psl_event_t *ev, uint64_t h, stream_
   return 0;
 }
 
+/* What is stored of a stamped event: ev itself, or *copy with the pii the sealer gave.  0,
+ * PSL_EFORBIDDEN / PSL_EINVALID with *why (refuse this event), or a PSL_E* failing the batch. */
+static int seal_event(batch_t *b, const psl_event_t *ev, psl_event_t *copy,
+                      const psl_event_t **stored, const char **why) {
+  const psl_log_sealer_t *s = &b->log->sealer;
+  *stored = ev;
+  if (!s->seal)
+    return 0;
+  psl_buf_reset(&b->w->seal);
+  *why = NULL;
+  int err = s->seal(s->arg, ev, &b->w->seal, why);
+  if (err)
+    return err;
+  if (b->w->seal.len) {
+    *copy = *ev;
+    copy->pii.ptr = psl_buf_data(&b->w->seal);
+    copy->pii.len = b->w->seal.len;
+    *stored = copy;
+  }
+  return 0;
+}
+
 /* The record of a stamped event: 32 free bytes ‖ canonical, in *out.  0; 1 when the event
- * was answered instead (dup, or refused as too big or not encodable); or a PSL_E* failing
- * the batch. */
+ * was answered instead (dup, or refused as too big, not encodable or by the sealer); or a
+ * PSL_E* failing the batch. */
 static int encode_record(batch_t *b, psl_event_t *ev, psl_push_result_t *res, psl_buf_t **out) {
   psl_buf_t *r;
+  psl_event_t copy;
+  const psl_event_t *stored;
+  const char *why = NULL;
   int err, rc;
+  if ((err = seal_event(b, ev, &copy, &stored, &why)) != 0) {
+    if (err != PSL_EFORBIDDEN && err != PSL_EINVALID)
+      return err < 0 ? err : PSL_EINTERNAL;
+    unstamp_one(ev);
+    if ((rc = answer_if_dup(b, ev, res)) != 0)
+      return rc;
+    refuse(res, err, why ? why : MSG_SEAL);
+    return 1;
+  }
   if ((err = record_buffer(b, &r)) != 0)
     return err;
   psl_buf_reset(r);
   if ((err = psl_buf_reserve(r, PSL__REC_HASH)) != 0)
     return err;
   r->len = PSL__REC_HASH; /* the hash goes here once the canonical bytes are known */
-  err = psl_event_encode_canonical(r, ev);
+  err = psl_event_encode_canonical(r, stored);
   if (err == PSL_ENOMEM)
     return err;
   if (err == 0 && r->len - PSL__REC_HASH <= PSL_MAX_EVENT) {
@@ -414,9 +462,15 @@ int psl__batch_commit(psl_log_t *log, psl__writer_t *w, psl_append_req_t *first,
     if (b.pipelined)
       psl__chain_drain(w->chain); /* the hasher may still be reading this batch's slots */
     psl__log_txn_end(log, b.txn, 0); /* frees the cursors */
+  } else if (log->sealer.prepare && (err = log->sealer.prepare(log->sealer.arg)) != 0) {
+    psl__log_txn_end(log, b.txn, 0);
   } else if ((rc = psl__log_txn_end(log, b.txn, 1)) != 0) {
     err = batch_fail(&b, rc);
   }
+  if (err && log->sealer.aborted)
+    log->sealer.aborted(log->sealer.arg);
+  else if (!err && log->sealer.committed)
+    log->sealer.committed(log->sealer.arg);
   *mdb_rc = b.mdb_rc;
   *head = b.seq;
   memcpy(hash, b.hash, PSL_HASH_BYTES);

@@ -47,6 +47,7 @@ struct psl_log_s {
   size_t map_size_max; /* 0: no limit */
   size_t max_batch;
   psl_log_hooks_t hooks;
+  psl_log_sealer_t sealer;
 
   /* Held shared by every transaction of this process (read or write: psl__log_txn_begin),
    * exclusively only to change the map size, which LMDB allows only while no transaction of

@@ -1,5 +1,6 @@
 /*
- * log_read.c — reading the log: ranges with filters, one event, a stream's version.
+ * log_read.c — reading the log: ranges with filters, one event, a stream's version and last
+ * event.
  *
  * Every call is one short read transaction (psl__log_txn_begin), so a reader never holds
  * back LMDB's page reuse for longer than one chunk.  What a read sees is the snapshot of its
@@ -260,4 +261,42 @@ int psl_log_stream_version(psl_log_t *log, const char *stream, size_t len, uint6
   }
   psl__log_txn_end(log, txn, 0);
   return psl_err_from_mdb(rc);
+}
+
+int psl_log_stream_last(psl_log_t *log, const char *stream, size_t len, psl_record_fn fn,
+                        void *arg) {
+  MDB_txn *txn;
+  MDB_cursor *c;
+  int rc, err = 0;
+  if (len == 0 || len > PSL_MAX_STREAM)
+    return 0; /* never stored (log_apply.c refuses such names) */
+  if ((rc = psl__log_txn_begin(log, MDB_RDONLY, &txn)) != 0)
+    return psl_err_from_mdb(rc);
+  if ((rc = mdb_cursor_open(txn, log->db_streams, &c)) == 0) {
+    MDB_val k = {len, (void *)stream}, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET);
+    if (rc == 0)
+      rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP);
+    if (rc == 0 && v.mv_size != PSL__SEQ_BYTES)
+      err = PSL_ECORRUPT;
+    else if (rc == 0) {
+      uint64_t seq = psl__be64_get(v.mv_data);
+      uint8_t kb[PSL__SEQ_BYTES];
+      psl__be64_put(kb, seq);
+      MDB_val ek = {sizeof kb, kb}, ev;
+      rc = mdb_get(txn, log->db_events, &ek, &ev);
+      if (rc == 0 && ev.mv_size <= PSL__REC_HASH)
+        err = PSL_ECORRUPT;
+      else if (rc == 0)
+        fn(arg, seq, ev.mv_data, (const uint8_t *)ev.mv_data + PSL__REC_HASH,
+           ev.mv_size - PSL__REC_HASH);
+      else if (rc == MDB_NOTFOUND)
+        err = PSL_ECORRUPT; /* the index names an event that is not there */
+    }
+    mdb_cursor_close(c);
+  }
+  psl__log_txn_end(log, txn, 0);
+  if (err)
+    return err;
+  return rc == MDB_NOTFOUND ? 0 : psl_err_from_mdb(rc);
 }

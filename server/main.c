@@ -2,7 +2,11 @@
  * main.c — the passerelled command line (PROTOCOL-v1, "Command line the tests rely on"):
  *
  *   passerelled --data DIR --listen HOST:PORT [--tls-cert F --tls-key F]
+ *               [--token-max-conns N] [--token-rate MSGS_PER_S]
  *               [--log-level error|warn|info|debug]
+ *
+ * The master key of personal data comes from PASSERELLE_MASTER_KEY (64 hex characters) or
+ * DIR/master.key (made 0600 at the first start; refused if group or others may read it).
  *
  * HOST is an IPv4 address, a bracketed IPv6 address ([::1]:8420), a name resolved once at
  * start (localhost), or * / 0.0.0.0 for every interface.  PORT 0 picks a free port (the start
@@ -10,6 +14,7 @@
  * error, 3 when the server could not start.
  */
 #include <netdb.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +27,7 @@
 static void usage(FILE *out) {
   fprintf(out,
           "usage: passerelled --data DIR --listen HOST:PORT [--tls-cert FILE --tls-key FILE]\n"
+          "                   [--token-max-conns N] [--token-rate MSGS_PER_S]\n"
           "                   [--log-level error|warn|info|debug]\n");
 }
 
@@ -109,6 +115,26 @@ int main(int argc, char **argv) {
       opts.tls_cert = v;
     } else if (strcmp(a, "--tls-key") == 0) {
       opts.tls_key = v;
+    } else if (strcmp(a, "--map-max") == 0) {
+      /* Hidden (not in usage): caps the log's map so that tests reach "map full" quickly. */
+      char *end;
+      unsigned long long max = strtoull(v, &end, 10);
+      if (*end != '\0' || max == 0 || max > SIZE_MAX) {
+        fprintf(stderr, "passerelled: --map-max: a size in bytes\n");
+        return 2;
+      }
+      opts.map_size_max = (size_t)max;
+    } else if (strcmp(a, "--token-max-conns") == 0 || strcmp(a, "--token-rate") == 0) {
+      char *end;
+      unsigned long long n = strtoull(v, &end, 10);
+      if (*end != '\0' || *v == '\0' || n > 100000000ull) {
+        fprintf(stderr, "passerelled: %s: a number (0: no limit)\n", a);
+        return 2;
+      }
+      if (a[8] == 'm') /* --token-max-conns */
+        opts.token_max_conns = n ? (size_t)n : SIZE_MAX;
+      else
+        opts.token_rate = n ? (double)n : -1.0;
     } else if (strcmp(a, "--log-level") == 0) {
       psl_say_level_t level;
       if (psl_say_level_parse(v, &level) != 0) {

@@ -116,6 +116,12 @@ int psl_access_name_is_valid(const char *s);
  * territory not theirs).  Test with `== 0`. */
 int psl_access_may_read(const psl_principal_t *p, psl_str_t terr);
 
+/* May p read `pii` (names, phones, notes) in the events it may read?  0 or PSL_EFORBIDDEN.
+ * Caseworkers, coordinators and admins, who work with the people, read it decrypted; an
+ * auditor checks the figures and the chain and gets `pii` as stored (the sealed bin), which
+ * is also what lets it recompute every hash.  Nobody reads an erased participant's pii. */
+int psl_access_may_read_pii(const psl_principal_t *p);
+
 /* May p push ev?  0, or PSL_EFORBIDDEN with a reason in *why (static English string, no
  * personal data; why may be NULL).  Checks role and territory only (not the event's shape):
  *   - a NULL or revoked p, and an auditor, may push nothing;

@@ -50,6 +50,33 @@ typedef struct {
   void *arg;
 } psl_log_hooks_t;
 
+/* What the writer stores in place of an event's `pii` (the server encrypts it: server/keys.c).
+ * Called on the writer thread, around the batch's write transaction; every member may be
+ * NULL.  The apply hook above still sees `pii` as submitted; only the stored (canonical)
+ * bytes, and so the chain, carry the sealed form.
+ *
+ *   for each attempt at a batch:  seal (each event to be stored, in seq order)
+ *                                 then prepare, just before the log's commit
+ *                                 then committed (the log committed) or aborted (it did not:
+ *                                 a refused prepare, a failed commit, a full map that grows
+ *                                 and runs the batch again — which seals again from scratch) */
+typedef struct {
+  /* ev is stamped (seq, ver, rec).  Return 0 with *out holding the bytes to store as `pii`
+   * (one MessagePack value; out was reset before the call and is the writer's, reused for the
+   * next event), or 0 with out left empty to store ev->pii as it is; PSL_EFORBIDDEN or
+   * PSL_EINVALID to refuse this one event (*why: a static reason without personal data, sent
+   * to the client); any other PSL_E* fails the whole batch. */
+  int (*seal)(void *arg, const psl_event_t *ev, psl_buf_t *out, const char **why);
+  /* Make durable what the seals rely on (the keys they made) before the log commits: an
+   * error fails the batch (aborted is then called). */
+  int (*prepare)(void *arg);
+  /* After the log's durable commit, before the batch's requests are completed. */
+  void (*committed)(void *arg);
+  /* The attempt was rolled back: forget what its seals did. */
+  void (*aborted)(void *arg);
+  void *arg;
+} psl_log_sealer_t;
+
 typedef struct {
   /* Initial LMDB map size in bytes (0: 64 MiB).  The map grows by itself when full. */
   size_t map_size;
@@ -63,6 +90,8 @@ typedef struct {
   size_t max_batch;
   /* Optional; copied at open. */
   psl_log_hooks_t hooks;
+  /* Optional (all NULL: pii stored as submitted); copied at open. */
+  psl_log_sealer_t sealer;
   /* Nonzero: open an existing log for reading only (tools, while the server may run): no
    * creation (PSL_ENOTFOUND when there is no log), no writer thread, hooks unused;
    * psl_log_submit answers PSL_ECLOSED.  psl_log_head then reads the head from the file. */
@@ -175,6 +204,12 @@ int psl_log_get(psl_log_t *log, uint64_t seq, psl_record_fn fn, void *arg);
 
 /* Current version of a stream (0 if it does not exist). */
 int psl_log_stream_version(psl_log_t *log, const char *stream, size_t len, uint64_t *ver);
+
+/* The last stored event of a stream: fn is called once with it (one read transaction; the
+ * stream index's last duplicate), or not at all when the stream does not exist.  Returns 0,
+ * or PSL_ECORRUPT, ...  (The server asks it a stream's current territory.) */
+int psl_log_stream_last(psl_log_t *log, const char *stream, size_t len, psl_record_fn fn,
+                        void *arg);
 
 /* Run fn inside one short read transaction of the log's environment (for hooks' databases:
  * projections read their own state this way).  Returns fn's result. */

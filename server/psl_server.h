@@ -15,6 +15,7 @@
 #ifndef PSL_SERVER_H
 #define PSL_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -23,6 +24,15 @@ typedef struct {
   int port;             /* 0: any free port (printed in the start line) */
   const char *tls_cert; /* both or neither: PEM files; wss:// when given */
   const char *tls_key;
+  /* Largest LMDB map of the log in bytes (0: no limit but the disk); past it pushes are
+   * answered `unavailable` while reads go on.  Hidden option --map-max, for fault tests. */
+  size_t map_size_max;
+  /* Per-token flood limits (server/flood.h): connections one token may hold (0: 32, SIZE_MAX:
+   * none) and messages per second across them (0: 20,000, events ten times that; < 0: none).
+   * --token-max-conns N and --token-rate N; 0 on the command line lifts the limit (a
+   * benchmark whose one token stands for many devices). */
+  size_t token_max_conns;
+  double token_rate;
 } psl_server_opts_t;
 
 /* Run until a signal asks to stop.  Prints "passerelled: listening on ws://HOST:PORT/sync (log

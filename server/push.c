@@ -13,7 +13,11 @@
  *     queue `pushed` (or `error` for a failed commit)
  *
  * Results keep the push's order.  Per event, in this order:
- *   forbidden  psl_access_may_push refuses: answered here, never sent to the log;
+ *   forbidden  psl_access_may_push refuses: answered here, never sent to the log.  For a
+ *              caseworker the stream's territory is where the participant is now: the
+ *              `terr` of the stream's last stored event (psl_log_stream_last), or of the
+ *              event of this push allowed before it — never the pushed event's own `terr`,
+ *              which the client chooses;
  *   valid      psl_domain_validate accepts it at the version it will have (the client's
  *              `expect` when given, else the stream's version plus the events of this push
  *              before it): sent to the log, which answers {seq, ver}, dup or conflict;
@@ -90,6 +94,10 @@ static void push_free(psl__push_t *p) {
 typedef struct {
   psl_str_t stream; /* ptr NULL: empty slot */
   uint64_t ver;
+  /* Caseworkers: the stream's territory (len 0: a new stream), once read. */
+  int terr_known;
+  size_t terr_len;
+  char terr[PSL_MAX_TERR];
 } push_ver_t;
 
 typedef struct {
@@ -151,44 +159,31 @@ static int push_last_terr_cb(void *arg, uint64_t seq, const uint8_t *hash, const
 }
 
 /* The territory a stream is in now: that of its last event (a transfer's own terr is the new
- * one), read through the stream index.  len 0 for a stream that does not exist. */
+ * one), one read of the stream index.  len 0 for a stream that does not exist. */
 static int push_stream_terr(psl_log_t *log, psl_str_t stream, push_stream_terr_t *out) {
-  psl_filter_t f;
-  memset(&f, 0, sizeof f);
-  f.streams = &stream;
-  f.nstreams = 1;
   memset(out, 0, sizeof *out);
-  uint64_t head = psl_log_head(log, NULL), after = 0;
-  while (after < head) {
-    uint64_t last = after;
-    int rc = psl_log_read(log, after, &f, (size_t)1 << 20, 0, push_last_terr_cb, out, &last);
-    if (rc != 0)
-      return rc;
-    if (out->err)
-      return out->err;
-    if (last <= after)
-      break;
-    after = last;
-  }
-  return 0;
+  int rc = psl_log_stream_last(log, stream.ptr, stream.len, push_last_terr_cb, out);
+  return rc ? rc : out->err;
 }
 
-/* May this principal push ev?  0, or PSL_EFORBIDDEN with *why. */
-static int push_authorize(psl__conn_t *c, const psl_event_t *ev, const char **why) {
-  /* The stream's current territory.  For every type but a transfer we take the event's own
-   * terr (a stream's events carry its territory); for a transfer the authority depends on
-   * where the participant is now, read from the log (rare: a whole-stream read is acceptable
-   * until the log or a projection answers "current territory of a stream" directly). */
-  psl_str_t stream_terr = ev->terr;
-  push_stream_terr_t cur;
-  if (c->principal.role == PSL_ROLE_CASEWORKER &&
-      psl_str_eq(ev->type, "participant.transferred")) {
-    if (push_stream_terr(c->srv->log, ev->stream, &cur) != 0) {
-      *why = "could not read the stream's territory";
-      return PSL_EFORBIDDEN;
+/* May this principal push ev, on the stream whose slot is ver?  0, or PSL_EFORBIDDEN with
+ * *why. */
+static int push_authorize(psl__conn_t *c, const psl_event_t *ev, push_ver_t *ver,
+                          const char **why) {
+  psl_str_t stream_terr = {NULL, 0};
+  if (c->principal.role == PSL_ROLE_CASEWORKER) {
+    if (!ver->terr_known) {
+      push_stream_terr_t cur;
+      if (push_stream_terr(c->srv->log, ev->stream, &cur) != 0) {
+        *why = "could not read the stream's territory";
+        return PSL_EFORBIDDEN;
+      }
+      memcpy(ver->terr, cur.terr, cur.len);
+      ver->terr_len = cur.len;
+      ver->terr_known = 1;
     }
-    stream_terr.ptr = cur.terr;
-    stream_terr.len = cur.len;
+    stream_terr.ptr = ver->terr;
+    stream_terr.len = ver->terr_len;
   }
   *why = NULL;
   if (psl_access_may_push(&c->principal, ev, stream_terr, why) != 0) {
@@ -342,14 +337,14 @@ void psl__push_handle(psl__conn_t *c, uint8_t *frame, size_t len, psl_msg_t *msg
   for (size_t i = 0; i < n; i++) {
     psl_event_t *ev = &p->msg.u.push.events[i];
     const char *why = NULL;
-    if (push_authorize(c, ev, &why) != 0) {
+    push_ver_t *ver = push_vers_get(&vers, srv->log, ev->stream);
+    if (push_authorize(c, ev, ver, &why) != 0) {
       p->results[i].err = PSL_EFORBIDDEN;
       p->results[i].msg = psl_str(why);
       continue;
     }
     /* Validate at the version the event will have: the client's `expect` when given (the
      * log enforces it), else the stream's current one plus this push's events before it. */
-    push_ver_t *ver = push_vers_get(&vers, srv->log, ev->stream);
     uint64_t at_ver = ev->expect >= 0 ? (uint64_t)ev->expect : ver->ver;
     psl_diag_t d;
     d.msg[0] = '\0';
@@ -369,6 +364,11 @@ void psl__push_handle(psl__conn_t *c, uint8_t *frame, size_t len, psl_msg_t *msg
       p->diags[i] = d;
     } else {
       ver->ver = at_ver + 1; /* the next event of this stream in the push comes after ev */
+      if (ev->terr.len <= PSL_MAX_TERR) { /* and finds the stream where ev leaves it */
+        memcpy(ver->terr, ev->terr.ptr, ev->terr.len);
+        ver->terr_len = ev->terr.len;
+        ver->terr_known = 1;
+      }
     }
     /* The server, not the client, says who wrote it and from which device. */
     ev->by = by;

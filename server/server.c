@@ -8,6 +8,8 @@
  *   access_timer  every PSL_ACCESS_POLL_MS: psl_access_generation moved → re-check tokens
  *   sigterm/int   first: graceful stop; second: exit at once
  *   stop_timer    during the stop: every PSL_STOP_POLL_MS, are all connections done?
+ *   open work     uv_queue_work at start: the log opens (and its projections catch up) on a
+ *                 worker thread; until it is done srv->starting holds (see "Opening")
  *
  * Stop sequence (server_finish), in this order because each step needs the next one alive:
  *   lws_context_destroy (closes the remaining connections; pending pushes make zombies)
@@ -25,7 +27,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "conn.h"
+#include "flood.h"
+#include "psl_access_log.h"
+#include "psl_domain.h"
+#include "psl_keys.h"
 #include "psl_say.h"
 
 uint64_t psl__now_ms(psl__server_t *srv) { return uv_now(srv->loop); }
@@ -91,6 +99,10 @@ static void server_finish(psl__server_t *srv) {
   psl__conn_detach_all(srv);
   psl_log_close(srv->log);
   srv->log = NULL;
+  if (!srv->starting) { /* else the open in flight owns it (server_open_done) */
+    psl_projdb_free(srv->projdb);
+    srv->projdb = NULL;
+  }
   psl__push_drain(srv);
   if (srv->nzombies)
     psl_say(PSL_SAY_ERROR, "stop: %zu connections still wait for pushes", srv->nzombies);
@@ -116,6 +128,105 @@ static void server_on_signal(uv_signal_t *h, int signum) {
   psl_say(PSL_SAY_INFO, "signal %d: stopping (%zu connections)", signum, srv->nconns);
   psl__conn_stop_all(srv);
   uv_timer_start(&srv->stop_timer, server_on_stop_timer, PSL_STOP_POLL_MS, PSL_STOP_POLL_MS);
+}
+
+/* ---- Opening the log, off the loop.
+ *
+ * psl_log_open runs the projection hook's open (domain/store-lmdb.c), which brings the
+ * stored projections up to the log's head inside the open's write transaction: a few events
+ * after a normal stop, the whole log when the projections are new (a log written before
+ * them), of another format, or were dropped to be rebuilt.  That may take minutes on a big
+ * log, so it runs on a libuv worker thread while the loop already answers /healthz (503
+ * "starting") and refuses upgrades; server_open_done, back on the loop, makes the server
+ * ready.  A signal meanwhile stops the server as usual; the log, once open, is closed at
+ * once. */
+
+typedef struct {
+  uv_work_t work;
+  psl__server_t *srv;
+  psl_log_opts_t opts;
+  const char *dir;
+  psl_log_t *log;
+  int rc;
+  uint64_t t0_ns;
+  char line[320]; /* the start line, printed once ready */
+} server_open_t;
+
+static void server_open_work(uv_work_t *w) {
+  server_open_t *o = w->data;
+  o->rc = psl_log_open(&o->log, o->dir, &o->opts);
+  /* An erasure a crash interrupted is finished before anything reads or writes pii. */
+  if (o->rc == 0 && (o->rc = psl_keys_recover(o->srv->keys, o->log)) != 0) {
+    psl_say(PSL_SAY_ERROR, "start failed: the key store could not finish an erasure: %s",
+            psl_strerror(o->rc));
+    psl_log_close(o->log);
+    o->log = NULL;
+  }
+}
+
+static void server_open_done(uv_work_t *w, int status) {
+  server_open_t *o = w->data;
+  psl__server_t *srv = o->srv;
+  double secs = (double)(psl__now_ns() - o->t0_ns) / 1e9;
+  srv->starting = 0;
+  if (o->rc == 0 && status != 0)
+    o->rc = PSL_EINTERNAL; /* never cancelled: a libuv error */
+  if (o->rc != 0) {
+    psl_say(PSL_SAY_ERROR, "start failed: cannot open the log in %s/log: %s", o->dir,
+            psl_strerror(o->rc));
+    srv->start_rc = o->rc;
+    psl_projdb_free(srv->projdb);
+    srv->projdb = NULL;
+    free(o);
+    if (!srv->stopping) {
+      srv->stopping = 1;
+      server_finish(srv);
+    }
+    return;
+  }
+  if (srv->stopping) { /* a signal came during the open: the stop has run without the log */
+    psl_log_close(o->log);
+    psl_projdb_free(srv->projdb);
+    srv->projdb = NULL;
+    free(o);
+    return;
+  }
+  srv->log = o->log;
+  srv->log_id = psl_log_id(srv->log);
+  srv->head = psl_log_head(srv->log, NULL);
+  srv->metrics.head_seq = srv->head;
+  atomic_store(&srv->committed_head, srv->head);
+  psl_log_on_commit(srv->log, server_on_commit, srv);
+  fprintf(stderr, "%s (log %s, head %llu)\n", o->line, srv->log_id,
+          (unsigned long long)srv->head);
+  psl_say(PSL_SAY_INFO, "started port=%d max_connections=%zu head=%llu open=%.3fs", srv->port,
+          srv->max_conns, (unsigned long long)srv->head, secs);
+  free(o);
+}
+
+/* Queue the log's open (srv->starting is set).  0 or PSL_E*. */
+static int server_open_log(psl__server_t *srv, const psl_server_opts_t *opts) {
+  server_open_t *o = calloc(1, sizeof *o);
+  if (!o)
+    return PSL_ENOMEM;
+  o->srv = srv;
+  o->dir = opts->data_dir;
+  o->opts.map_size_max = opts->map_size_max;
+  o->opts.hooks = psl_projection_hooks(&srv->projdb);
+  o->opts.sealer = psl_keys_sealer(srv->keys);
+  o->t0_ns = psl__now_ns();
+  o->work.data = o;
+  const char *host = opts->host && *opts->host ? opts->host : "*";
+  int v6 = strchr(host, ':') != NULL;
+  snprintf(o->line, sizeof o->line, "passerelled: listening on %s://%s%s%s:%d/sync",
+           opts->tls_cert ? "wss" : "ws", v6 ? "[" : "", host, v6 ? "]" : "", srv->port);
+  int rc = uv_queue_work(srv->loop, &o->work, server_open_work, server_open_done);
+  if (rc) {
+    psl_say(PSL_SAY_ERROR, "start failed: %s", uv_strerror(rc));
+    free(o);
+    return PSL_EINTERNAL;
+  }
+  return 0;
 }
 
 /* ---- Start. */
@@ -211,6 +322,28 @@ static int server_lock_dir(const char *dir) {
   return fd;
 }
 
+/* The master key, the key store and the access log (psl_keys.h, psl_access_log.h).  A
+ * master key that is missing its 0600 mode, or not the store's, stops the start here. */
+static int server_open_privacy(psl__server_t *srv, const char *dir) {
+  uint8_t master[PSL_KEY_BYTES];
+  const char *why = NULL;
+  int from_env = 0;
+  int rc = psl_keys_master_load(dir, master, &from_env, &why);
+  if (rc == 0)
+    rc = psl_keys_open(&srv->keys, dir, master, &why);
+  sodium_memzero(master, sizeof master);
+  if (rc) {
+    psl_say(PSL_SAY_ERROR, "start failed: %s", why ? why : psl_strerror(rc));
+    fprintf(stderr, "passerelled: %s\n", why ? why : psl_strerror(rc));
+    return rc;
+  }
+  psl_say(PSL_SAY_INFO, "master key from %s", from_env ? PSL_MASTER_KEY_ENV : "master.key");
+  if ((rc = psl_alog_open(&srv->alog, dir)) != 0)
+    psl_say(PSL_SAY_ERROR, "start failed: cannot open %s/access.log: %s", dir,
+            psl_strerror(rc));
+  return rc;
+}
+
 int psl_server_run(const psl_server_opts_t *opts) {
   psl__server_t *srv = calloc(1, sizeof *srv);
   uv_loop_t *loop = calloc(1, sizeof *loop);
@@ -240,37 +373,34 @@ int psl_server_run(const psl_server_opts_t *opts) {
     rc = PSL_EIO;
     goto fail_log;
   }
-  if ((rc = psl_log_open(&srv->log, opts->data_dir, NULL)) != 0) {
-    psl_say(PSL_SAY_ERROR, "start failed: cannot open the log in %s/log: %s", opts->data_dir,
-            psl_strerror(rc));
-    goto fail_log;
-  }
+  if ((rc = server_open_privacy(srv, opts->data_dir)) != 0)
+    goto fail_access;
+  if ((rc = psl__flood_new(&srv->flood,
+                           opts->token_max_conns == SIZE_MAX ? 0
+                           : opts->token_max_conns      ? opts->token_max_conns
+                                                        : PSL_TOKEN_MAX_CONNS,
+                           opts->token_rate < 0   ? 0.0
+                           : opts->token_rate > 0 ? opts->token_rate
+                                                  : PSL_TOKEN_MSGS_PER_S)) != 0)
+    goto fail_access;
   if ((rc = psl_access_open(&srv->access, opts->data_dir)) != 0) {
     psl_say(PSL_SAY_ERROR, "start failed: cannot open the token store in %s/access: %s",
             opts->data_dir, psl_strerror(rc));
     goto fail_access;
   }
-  srv->log_id = psl_log_id(srv->log);
-  srv->head = psl_log_head(srv->log, NULL);
-  srv->metrics.head_seq = srv->head;
-  atomic_store(&srv->committed_head, srv->head);
   srv->access_gen = psl_access_generation(srv->access);
   if ((rc = server_init_handles(srv)) != 0) {
     psl_say(PSL_SAY_ERROR, "start failed: %s", uv_strerror(rc));
     rc = PSL_EINTERNAL;
     goto fail_handles;
   }
-  psl_log_on_commit(srv->log, server_on_commit, srv);
+  srv->starting = 1; /* before the first connection: the log is not open yet */
   if ((rc = psl__net_start(srv, opts)) != 0)
     goto fail_handles;
-
-  const char *host = opts->host && *opts->host ? opts->host : "*";
-  int v6 = strchr(host, ':') != NULL;
-  fprintf(stderr, "passerelled: listening on %s://%s%s%s:%d/sync (log %s, head %llu)\n",
-          opts->tls_cert ? "wss" : "ws", v6 ? "[" : "", host, v6 ? "]" : "", srv->port,
-          srv->log_id, (unsigned long long)srv->head);
-  psl_say(PSL_SAY_INFO, "started port=%d max_connections=%zu", srv->port, srv->max_conns);
+  if ((rc = server_open_log(srv, opts)) != 0)
+    goto fail_handles;
   uv_run(loop, UV_RUN_DEFAULT);
+  rc = srv->start_rc;
   server_lws_finish(srv);
   psl_say(PSL_SAY_INFO, "stopped%s", srv->lws ? " (lws context not fully destroyed)" : "");
   goto done;
@@ -298,6 +428,10 @@ done:
   psl_access_close(srv->access);
 fail_access:
   psl_log_close(srv->log);
+  psl_projdb_free(srv->projdb); /* after the log: its writer applied into it until the close */
+  psl_keys_close(srv->keys);     /* after the log too: its writer seals with it */
+  psl_alog_close(srv->alog);
+  psl__flood_free(srv->flood); /* after the connections: each detached from it */
 fail_log:
   if (uv_loop_close(loop) != 0)
     psl_say(PSL_SAY_WARN, "the loop still had handles at exit");

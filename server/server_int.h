@@ -69,7 +69,19 @@ typedef struct psl__server_s {
   struct lws_vhost *vhost;
   psl_log_t *log;
   psl_access_t *access;
+  struct psl_keys_s *keys;  /* pii keys (psl_keys.h): sealed by the log's writer, opened by subs */
+  struct psl_alog_s *alog;  /* DIR/access.log (psl_access_log.h) */
+  struct psl__flood_s *flood; /* per-token connection and rate limits (flood.h) */
   const char *log_id;
+  /* The projections (domain/psl_domain.h) in the log's environment, kept up to date by the
+   * log's hooks inside the writer's transactions; set when the log is open (NULL before). */
+  struct psl_projdb_s *projdb;
+  /* Start-up (server.c): the log opens on a worker thread, since its projection hook may
+   * first fold a long range of events (a log from before projections, or a rebuild).  While
+   * `starting`, /healthz and /api answer 503 and upgrades are refused (503): nothing else
+   * may touch the log.  start_rc: a start that failed there (psl_server_run returns it). */
+  int starting;
+  int start_rc;
   int port; /* the port actually listened on */
   int lws_broken; /* lws failed to listen: its context cannot be torn down (net.c) */
 
@@ -150,6 +162,9 @@ typedef struct {
   unsigned status;
   const char *ctype;
   psl_buf_t *body;
+  /* More response headers, static strings: "name:", "value" pairs then NULL (NULL: none).
+   * A "cache-control:" among them replaces the default no-store (the dashboard's files). */
+  const char *const *headers;
 } psl__http_resp_t;
 
 /* A route handler: 0, or PSL_E* for a failure of ours (answered 500). */

@@ -22,6 +22,16 @@
  * the new territory receive that participant's whole history" (PROTOCOL-v1).  These history
  * events have seqs below the chunk's `last`, the one exception to seq order.
  *
+ * Personal data: a stored event's `pii` is sealed (server/keys.c).  For a reader who may read
+ * it (psl_access_may_read_pii: not an auditor) an event that carries pii is decoded, its pii
+ * opened — or {erased: true} once its participant is erased — and the event re-encoded
+ * before it goes into the chunk (sub_add_record); every other event, and every event for an
+ * auditor, is copied as stored.  The history a transfer brings goes the same way: the new
+ * territory's readers may read the participant now.
+ *
+ * Access log: a coordinator's, auditor's or admin's subscription is logged when it starts
+ * (psl_access_log.h): who, the territories and streams it selects, from where.
+ *
  * `last` of a chunk is psl_log_read's *last: the last seq the read covered, so a filtered
  * client advances its checkpoint over events it does not see.  During catch-up a read that
  * found nothing to send still goes out as an empty chunk (it advances the client's checkpoint
@@ -54,7 +64,13 @@
 #include <string.h>
 
 #include "conn.h"
+#include "psl_access_log.h"
+#include "psl_keys.h"
 #include "psl_say.h"
+
+/* The first byte of a canonical event that carries `pii`: a fixmap of 12 entries (11
+ * without), proto/PROTOCOL.md §5.1.  Lets the events without pii skip the decode. */
+#define SUB_CANON_WITH_PII 0x8c
 
 struct psl__sub_s {
   psl__sub_t *next;
@@ -64,6 +80,7 @@ struct psl__sub_s {
   int live;
   int caught_up;  /* `caught_up` queued: LIVE (or about to end) */
   int check_terr; /* caseworker: check every event's territory */
+  int reveal;     /* the token reads pii opened (psl_access_may_read_pii) */
   uint32_t window;
   psl_filter_t filter;
   psl_str_t *names; /* filter.terr then filter.streams, pointing into `chars` */
@@ -140,6 +157,23 @@ static int sub_set_filter(psl__sub_t *s, const psl_str_t *terr, size_t nterr,
   return 0;
 }
 
+/* The access log's line of a new subscription: its selection, never more. */
+static void sub_log_access(psl__conn_t *c, const psl__sub_t *s) {
+  char terr[PSL_MAX_FILTER * (PSL_MAX_TERR + 1) + 2], streams[PSL_ALOG_LINE_MAX / 2];
+  size_t t = 0, n = 0;
+  if (!c->srv->alog || !psl_alog_wants(&c->principal))
+    return;
+  terr[0] = streams[0] = '\0';
+  for (size_t i = 0; i < s->filter.nterr; i++)
+    t += (size_t)snprintf(terr + t, sizeof terr - t, "%s%.*s", i ? "," : "",
+                          (int)s->filter.terr[i].len, s->filter.terr[i].ptr);
+  for (size_t i = 0; i < s->filter.nstreams && n < sizeof streams - 1; i++)
+    n += (size_t)snprintf(streams + n, sizeof streams - n, "%s%.*s", i ? "," : "",
+                          (int)s->filter.streams[i].len, s->filter.streams[i].ptr);
+  psl_alog_read(c->srv->alog, &c->principal, "sub", "terr=%s streams=%s from=%llu live=%d",
+                t ? terr : "*", n ? streams : "*", (unsigned long long)s->sent, s->live);
+}
+
 void psl__sub_handle(psl__conn_t *c, const psl_msg_t *msg) {
   psl__server_t *srv = c->srv;
   const psl_principal_t *p = &c->principal;
@@ -198,6 +232,7 @@ void psl__sub_handle(psl__conn_t *c, const psl_msg_t *msg) {
   s->live = msg->u.sub.live;
   s->window = (uint32_t)window;
   s->check_terr = check_terr;
+  s->reveal = srv->keys && psl_access_may_read_pii(p) == 0;
   /* Append: older subscriptions keep their turn. */
   psl__sub_t **pp = &c->subs;
   while (*pp)
@@ -209,6 +244,7 @@ void psl__sub_handle(psl__conn_t *c, const psl_msg_t *msg) {
           (unsigned long long)c->cid, (unsigned long long)id,
           (unsigned long long)msg->u.sub.from, s->live, s->window, nterr,
           msg->u.sub.nstreams);
+  sub_log_access(c, s);
   psl__conn_want_write(c);
 }
 
@@ -269,7 +305,33 @@ typedef struct {
    * added before it: hash (32) ‖ canonical record, and its seq (0: none). */
   psl_buf_t held;
   uint64_t held_seq;
+  /* Scratch for events re-encoded with their pii opened (sub_add_record). */
+  psl_buf_t pii, canon;
 } sub_chunk_t;
+
+/* Add one stored record to the chunk: copied as stored (no pii, or a reader who gets it
+ * sealed), or re-encoded with its pii opened, or {erased: true}. */
+static int sub_add_record(sub_chunk_t *k, const uint8_t *canon, size_t len,
+                          const uint8_t *hash) {
+  if (!k->s->reveal || len == 0 || canon[0] != SUB_CANON_WITH_PII)
+    return psl_chunk_add(k->out, &k->ck, canon, len, hash);
+  psl_event_t ev;
+  psl_pii_view_t view;
+  if (psl_event_decode_stored(canon, len, &ev, NULL) != 0)
+    return PSL_ECORRUPT;
+  if (!psl_pii_is_sealed(ev.pii))
+    return psl_chunk_add(k->out, &k->ck, canon, len, hash);
+  psl_buf_reset(&k->pii);
+  psl_buf_reset(&k->canon);
+  int rc = psl_keys_reveal(k->c->srv->keys, &ev, &k->pii, &view);
+  if (rc)
+    return rc;
+  ev.pii.ptr = psl_buf_data(&k->pii);
+  ev.pii.len = k->pii.len;
+  if ((rc = psl_event_encode_canonical(&k->canon, &ev)) != 0)
+    return rc;
+  return psl_chunk_add(k->out, &k->ck, psl_buf_data(&k->canon), k->canon.len, hash);
+}
 
 static int sub_terr_listed(const psl__sub_t *s, psl_str_t terr) {
   for (size_t i = 0; i < s->filter.nterr; i++)
@@ -304,7 +366,7 @@ static int sub_chunk_add(void *arg, uint64_t seq, const uint8_t *hash, const uin
       return 1;
     }
   }
-  int rc = psl_chunk_add(k->out, &k->ck, canon, len, hash);
+  int rc = sub_add_record(k, canon, len, hash);
   if (rc != 0) {
     k->err = rc;
     return 1;
@@ -332,7 +394,7 @@ static int sub_history_add(void *arg, uint64_t seq, const uint8_t *hash, const u
   }
   if (sub_terr_listed(h->k->s, ev.terr))
     return 0;
-  int rc = psl_chunk_add(h->k->out, &h->k->ck, canon, len, hash);
+  int rc = sub_add_record(h->k, canon, len, hash);
   if (rc != 0) {
     h->k->err = rc;
     return 1;
@@ -368,7 +430,7 @@ static int sub_add_history(psl__conn_t *c, sub_chunk_t *k) {
   }
   if (k->err)
     return k->err;
-  return psl_chunk_add(k->out, &k->ck, canon, len, rec);
+  return sub_add_record(k, canon, len, rec);
 }
 
 static psl__frame_t *sub_frame_new(void) {
@@ -397,6 +459,8 @@ static int sub_read_chunk(psl__conn_t *c, psl__sub_t *s) {
   k.s = s;
   k.out = &f->buf;
   psl_buf_init(&k.held, 0);
+  psl_buf_init(&k.pii, 0);
+  psl_buf_init(&k.canon, 0);
   int rc = psl_chunk_begin(&f->buf, s->id, &k.ck);
   uint64_t last = s->sent;
   const psl_filter_t *filter = (s->filter.nterr || s->filter.nstreams) ? &s->filter : NULL;
@@ -410,6 +474,8 @@ static int sub_read_chunk(psl__conn_t *c, psl__sub_t *s) {
     last = k.held_seq;
   }
   psl_buf_free(&k.held);
+  psl_buf_free(&k.pii);
+  psl_buf_free(&k.canon);
   if (rc != 0) {
     sub_frame_free(f);
     return rc;

@@ -968,6 +968,25 @@ static uint64_t test_seed(void) {
   return s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL);
 }
 
+/* A caseload as (id, status) pairs, in the order given. */
+typedef struct {
+  struct {
+    uint8_t id[16];
+    int status;
+  } entry[MAXP + 2];
+  int n;
+} caseload_t;
+
+static int caseload_cb(void *arg, const psl_participant_t *st) {
+  caseload_t *c = arg;
+  if (c->n == MAXP + 2)
+    return PSL_ETOO_BIG;
+  memcpy(c->entry[c->n].id, st->id, 16);
+  c->entry[c->n].status = st->status;
+  c->n++;
+  return 0;
+}
+
 /* Fold sequence g into mem (live, event by event) and the LMDB store (in transactions of
  * random sizes), checking both against the reference at a few points; then a rebuild. */
 static void run_sequence(seqgen_t *g, lmdb_t *l, uint64_t *s) {
@@ -1016,6 +1035,31 @@ static void run_sequence(seqgen_t *g, lmdb_t *l, uint64_t *s) {
     int rc = psl_projdb_compare(l->db, txn, rebuilt, &d);
     if (rc)
       psl_test_fail(__FILE__, __LINE__, "seed %llu: %s", (unsigned long long)g->seed, d.msg);
+    /* caseloads and reports read other indexes: the same from both stores */
+    for (int t = 0; t <= 4; t++) {
+      caseload_t a, b;
+      memset(&a, 0, sizeof a);
+      memset(&b, 0, sizeof b);
+      CHECK_OK(psl_proj_caseload(rebuilt, t, caseload_cb, &a));
+      CHECK_OK(psl_projdb_caseload(l->db, txn, t, caseload_cb, &b));
+      CHECK_EQ(a.n, b.n);
+      CHECK(memcmp(a.entry, b.entry, sizeof a.entry[0] * (size_t)a.n) == 0);
+    }
+    int year = 2023 + rnd(s, 3), terr = rnd(s, 5);
+    psl_report_t ra, rb;
+    psl_buf_t ba, bb;
+    psl_buf_init(&ba, 0);
+    psl_buf_init(&bb, 0);
+    CHECK_OK(psl_proj_report(rebuilt, year, terr, &ra));
+    CHECK_OK(psl_projdb_report(l->db, txn, year, terr, &rb));
+    CHECK_OK(psl_report_json(&ba, &ra));
+    CHECK_OK(psl_report_json(&bb, &rb));
+    CHECK_EQ(ba.len, bb.len);
+    CHECK_MEM(psl_buf_data(&ba), psl_buf_data(&bb), ba.len);
+    psl_report_free(&ra);
+    psl_report_free(&rb);
+    psl_buf_free(&ba);
+    psl_buf_free(&bb);
     mdb_txn_abort(txn);
   }
   psl_proj_free(live);
@@ -1434,6 +1478,98 @@ TEST(projection, session_void_and_attendance) {
   free(g);
 }
 
+/* A strict JSON syntax check (RFC 8259) for the renderers' output. */
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p) {
+  while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+    p++;
+  return p;
+}
+
+static const char *json_string(const char *p) {
+  if (*p++ != '"')
+    return NULL;
+  while (*p && *p != '"') {
+    if ((unsigned char)*p < 0x20)
+      return NULL;
+    if (*p == '\\') {
+      p++;
+      if (*p == 'u') {
+        for (int i = 1; i <= 4; i++)
+          if (!strchr("0123456789abcdefABCDEF", p[i]) || !p[i])
+            return NULL;
+        p += 4;
+      } else if (!*p || !strchr("\"\\/bfnrt", *p)) {
+        return NULL;
+      }
+    }
+    p++;
+  }
+  return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *json_number(const char *p) {
+  const char *start = p;
+  if (*p == '-')
+    p++;
+  if (*p == '0')
+    p++;
+  else if (*p >= '1' && *p <= '9')
+    while (*p >= '0' && *p <= '9')
+      p++;
+  else
+    return NULL;
+  if (*p == '.') {
+    p++;
+    if (!(*p >= '0' && *p <= '9'))
+      return NULL;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  return p > start ? p : NULL;
+}
+
+static const char *json_value(const char *p) {
+  p = json_ws(p);
+  if (*p == '{' || *p == '[') {
+    char close = *p == '{' ? '}' : ']';
+    p = json_ws(p + 1);
+    if (*p == close)
+      return p + 1;
+    for (;;) {
+      if (close == '}') {
+        if (!(p = json_string(json_ws(p))))
+          return NULL;
+        p = json_ws(p);
+        if (*p++ != ':')
+          return NULL;
+      }
+      if (!(p = json_value(p)))
+        return NULL;
+      p = json_ws(p);
+      if (*p == close)
+        return p + 1;
+      if (*p++ != ',')
+        return NULL;
+    }
+  }
+  if (*p == '"')
+    return json_string(p);
+  if (!strncmp(p, "true", 4) || !strncmp(p, "null", 4))
+    return p + 4;
+  if (!strncmp(p, "false", 5))
+    return p + 5;
+  return json_number(p);
+}
+
+static void check_json(psl_buf_t *b) {
+  CHECK_OK(psl_buf_append(b, "", 1));
+  const char *s = (const char *)psl_buf_data(b), *end = json_value(s);
+  if (!end || *json_ws(end) != '\0')
+    psl_test_fail(__FILE__, __LINE__, "not JSON: %s", s);
+}
+
 static int count_cb(void *arg, const psl_participant_t *st) {
   (void)st;
   (*(int *)arg)++;
@@ -1483,8 +1619,24 @@ TEST(projection, caseload_report_json) {
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     if (!strstr(js, keys[i]))
       psl_test_fail(__FILE__, __LINE__, "counters JSON lacks %s: %s", keys[i], js);
+  check_json(&b);
+  for (int i = 0; i < 3; i++) {
+    psl_participant_t st = state(p, g, i);
+    psl_buf_reset(&b);
+    CHECK_OK(psl_participant_json(&b, &st, 0));
+    check_json(&b);
+    psl_participant_free(&st);
+  }
   psl_report_t r;
   CHECK_OK(psl_proj_report(p, 2024, 0, &r));
+  psl_buf_reset(&b);
+  CHECK_OK(psl_report_json(&b, &r));
+  check_json(&b);
+  psl_counters_t empty = counters(p, PSL_TERR_77, 2024, 2); /* nobody: nulls */
+  psl_buf_reset(&b);
+  CHECK_OK(psl_counters_json(&b, &empty));
+  check_json(&b);
+  CHECK(strstr((char *)psl_buf_data(&b), "\"mean_age\":null") != NULL);
   CHECK(r.nrows >= 5); /* total, 93, 75, two programmes, sites */
   CHECK_STR(r.rows[0].dimension, "total");
   CHECK_EQ(r.rows[0].c.followed, 3);

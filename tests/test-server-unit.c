@@ -177,11 +177,11 @@ TEST(server_unit, upgrade_gate) {
   char err[256];
   wsc_t *c = NULL;
   ufx_start(&f);
-  wsc_opts_t o = {"/other", NULL, 3000};
+  wsc_opts_t o = {"/other", NULL, 3000, 0, NULL};
   UREQ(wsc_connect(&c, f.srv.port, &o, err, sizeof err) != 0, "upgrade at /other accepted");
-  wsc_opts_t np = {NULL, "", 3000};
+  wsc_opts_t np = {NULL, "", 3000, 0, NULL};
   UREQ(wsc_connect(&c, f.srv.port, &np, err, sizeof err) != 0, "upgrade without subprotocol");
-  wsc_opts_t bad = {NULL, "chat", 3000};
+  wsc_opts_t bad = {NULL, "chat", 3000, 0, NULL};
   UREQ(wsc_connect(&c, f.srv.port, &bad, err, sizeof err) != 0, "upgrade with another one");
   UREQ(wsc_connect(&c, f.srv.port, NULL, err, sizeof err) == 0, "upgrade at /sync: %s", err);
   int status = 0;

@@ -172,3 +172,72 @@ size_t evgen_wire_size(const psl_event_t *ev) {
   psl_buf_free(&b);
   return n;
 }
+
+void evgen_set_pii(evgen_t *e, const char *name, const char *phone, const char *notes) {
+  psl_buf_t b;
+  mpw_t w;
+  psl_buf_init(&b, 0);
+  mpw_init(&w, &b);
+  mpw_map(&w, (uint32_t)(!!name + !!phone + !!notes));
+  if (name) {
+    mpw_str(&w, "name");
+    mpw_str(&w, name);
+  }
+  if (phone) {
+    mpw_str(&w, "phone");
+    mpw_str(&w, phone);
+  }
+  if (notes) {
+    mpw_str(&w, "notes");
+    mpw_str(&w, notes);
+  }
+  store(e->pii, sizeof e->pii, &e->ev.pii, &b);
+  psl_buf_free(&b);
+}
+
+void evgen_bare(evgen_t *e, const uint8_t pid[PSL_UUID_BYTES], const char *terr,
+                const char *type) {
+  static const uint8_t empty_map = 0x80;
+  fill(e, pid, terr, type, PSL_EXPECT_ANY);
+  e->data[0] = empty_map;
+  e->ev.data.ptr = e->data;
+  e->ev.data.len = 1;
+}
+
+void evgen_transferred(evgen_t *e, const uint8_t pid[PSL_UUID_BYTES], const char *to) {
+  psl_buf_t b;
+  mpw_t w;
+  fill(e, pid, to, "participant.transferred", PSL_EXPECT_ANY);
+  psl_buf_init(&b, 0);
+  mpw_init(&w, &b);
+  mpw_map(&w, 1);
+  mpw_str(&w, "terr");
+  mpw_str(&w, to);
+  store(e->data, sizeof e->data, &e->ev.data, &b);
+  psl_buf_free(&b);
+}
+
+void evgen_session(evgen_t *e, const uint8_t sid[PSL_UUID_BYTES], const char *terr,
+                   const uint8_t attendee[PSL_UUID_BYTES]) {
+  psl_buf_t b;
+  mpw_t w;
+  char u[PSL_UUID_STR + 1];
+  fill(e, sid, terr, "session.held", PSL_EXPECT_ANY);
+  psl_uuid_format(sid, u);
+  snprintf(e->stream, sizeof e->stream, "session/%s", u);
+  e->ev.stream = psl_str(e->stream);
+  psl_buf_init(&b, 0);
+  mpw_init(&w, &b);
+  mpw_map(&w, 4);
+  mpw_str(&w, "sequence");
+  mpw_str(&w, "info");
+  mpw_str(&w, "site");
+  mpw_str(&w, "csl-gagny");
+  mpw_str(&w, "minutes");
+  mpw_uint(&w, 90);
+  mpw_str(&w, "attendees");
+  mpw_array(&w, 1);
+  mpw_bin(&w, attendee, PSL_UUID_BYTES);
+  store(e->data, sizeof e->data, &e->ev.data, &b);
+  psl_buf_free(&b);
+}

@@ -40,6 +40,17 @@ void evgen_referred(evgen_t *e, const uint8_t pid[PSL_UUID_BYTES], const char *t
  * takes about `target` bytes (0: no padding). */
 void evgen_interview(evgen_t *e, const uint8_t pid[PSL_UUID_BYTES], const char *terr,
                      int64_t expect, size_t target);
+/* Replace the event's pii by {name, phone, notes} (the NULL ones left out). */
+void evgen_set_pii(evgen_t *e, const char *name, const char *phone, const char *notes);
+/* An event whose data is the empty map (appointment.missed, participant.erased). */
+void evgen_bare(evgen_t *e, const uint8_t pid[PSL_UUID_BYTES], const char *terr,
+                const char *type);
+/* participant.transferred to territory `to` (the event's terr and data.terr). */
+void evgen_transferred(evgen_t *e, const uint8_t pid[PSL_UUID_BYTES], const char *to);
+/* session.held on stream session/<sid> with one attendee. */
+void evgen_session(evgen_t *e, const uint8_t sid[PSL_UUID_BYTES], const char *terr,
+                   const uint8_t attendee[PSL_UUID_BYTES]);
+
 /* The same event again (the same id): for re-sending duplicates. */
 void evgen_copy(evgen_t *dst, const evgen_t *src);
 

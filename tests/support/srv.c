@@ -2,6 +2,7 @@
  * srv.c — start, stop and query the real passerelled (see srv.h).
  */
 #include "support/srv.h"
+#include "support/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -108,7 +109,24 @@ static pid_t spawn(srv_t *s) {
     dup2(fd, STDOUT_FILENO);
     dup2(fd, STDERR_FILENO);
     signal(SIGPIPE, SIG_DFL);
-    execl(s->bin, s->bin, "--data", s->dir, "--listen", listen, (char *)NULL);
+    const char *argv[12 + sizeof s->extra_args / sizeof s->extra_args[0]];
+    size_t n = 0;
+    argv[n++] = s->bin;
+    argv[n++] = "--data";
+    argv[n++] = s->dir;
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    if (s->tls) {
+      argv[n++] = "--tls-cert";
+      argv[n++] = s->cert;
+      argv[n++] = "--tls-key";
+      argv[n++] = s->key;
+    }
+    for (size_t i = 0; i < sizeof s->extra_args / sizeof s->extra_args[0] && s->extra_args[i];
+         i++)
+      argv[n++] = s->extra_args[i];
+    argv[n] = NULL;
+    execv(s->bin, (char *const *)argv);
     fprintf(stderr, "srv: exec %s: %s\n", s->bin, strerror(errno));
     _exit(127);
   }
@@ -122,7 +140,7 @@ int srv_start(srv_t *s, int timeout_ms) {
     set_err(s, "already running");
     return PSL_EINVALID;
   }
-  if ((s->port = srv_free_port()) == 0) {
+  if ((s->port = s->fixed_port ? s->fixed_port : srv_free_port()) == 0) {
     set_err(s, "no free port");
     return PSL_EIO;
   }
@@ -139,7 +157,7 @@ int srv_start(srv_t *s, int timeout_ms) {
               s->log);
       return PSL_EIO;
     }
-    if (srv_http_get(s->port, "/healthz", 1000, &status, &body, NULL) == 0) {
+    if (srv_http(s, "/healthz", NULL, 1000, &status, &body, NULL) == 0) {
       free(body);
       if (status == 200)
         return 0;
@@ -245,32 +263,48 @@ static size_t dechunk(char *body, size_t n) {
   return out;
 }
 
-int srv_http_get(uint16_t port, const char *path, int timeout_ms, int *status, char **body,
-                 size_t *len) {
-  char req[512];
-  size_t n = 0, cap = 16384;
-  int64_t deadline = now_ms() + timeout_ms;
-  int fd = connect_port(port), r = 0;
+/* One HTTP/1.1 GET over a connected socket, through TLS when tls is not NULL. */
+typedef struct {
+  int fd;
+  tls_conn_t *tls;
+} hconn_t;
+
+static ssize_t h_send(hconn_t *h, const char *p, size_t n) {
+  return h->tls ? tls_conn_send(h->tls, p, n) : send(h->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t h_recv(hconn_t *h, char *p, size_t n) {
+  return h->tls ? tls_conn_recv(h->tls, p, n) : recv(h->fd, p, n, 0);
+}
+
+/* Wait until fd is readable (or writable) or the deadline: 0, or PSL_EAGAIN. */
+static int h_wait(hconn_t *h, short events, int64_t deadline) {
+  struct pollfd pfd = {.fd = h->fd, .events = events};
+  if (events == POLLIN && h->tls && tls_conn_pending(h->tls))
+    return 0;
+  int64_t left = deadline - now_ms();
+  return left > 0 && poll(&pfd, 1, (int)left) > 0 ? 0 : PSL_EAGAIN;
+}
+
+static int h_request(hconn_t *h, const char *req, size_t rl, int64_t deadline, char **out,
+                     size_t *outlen) {
+  size_t n = 0, cap = 16384, sent = 0;
   char *buf;
-  *body = NULL;
-  *status = 0;
-  if (fd < 0)
-    return PSL_EIO;
-  int rl = snprintf(req, sizeof req,
-                    "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nConnection: close\r\n\r\n", path,
-                    port);
-  if (send(fd, req, (size_t)rl, MSG_NOSIGNAL) != rl) {
-    close(fd);
+  int r = 0;
+  while (sent < rl) {
+    ssize_t w = h_send(h, req + sent, rl - sent);
+    if (w > 0) {
+      sent += (size_t)w;
+      continue;
+    }
+    if (w < 0 && (errno == EAGAIN || errno == EINTR) && h_wait(h, POLLOUT, deadline) == 0)
+      continue;
     return PSL_EIO;
   }
-  if (!(buf = malloc(cap + 1))) {
-    close(fd);
+  if (!(buf = malloc(cap + 1)))
     return PSL_ENOMEM;
-  }
   for (;;) {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    int64_t left = deadline - now_ms();
-    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+    if (h_wait(h, POLLIN, deadline) != 0) {
       r = PSL_EAGAIN;
       break;
     }
@@ -283,8 +317,8 @@ int srv_http_get(uint16_t port, const char *path, int timeout_ms, int *status, c
       buf = nb;
       cap *= 2;
     }
-    ssize_t got = recv(fd, buf + n, cap - n, 0);
-    if (got < 0 && errno == EINTR)
+    ssize_t got = h_recv(h, buf + n, cap - n);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN))
       continue;
     if (got <= 0)
       break; /* EOF (or reset): whatever came is the answer */
@@ -293,15 +327,17 @@ int srv_http_get(uint16_t port, const char *path, int timeout_ms, int *status, c
     if (answer_complete(buf, n))
       break;
   }
-  close(fd);
   buf[n] = '\0';
+  *out = buf;
+  *outlen = n;
+  return r;
+}
+
+/* Status and body of a whole answer in buf (n bytes): the body moved to the front. */
+static int h_parse(char *buf, size_t n, int *status, size_t *bodylen) {
   char *he = strstr(buf, "\r\n\r\n");
-  if (r == 0 && (strncmp(buf, "HTTP/1.", 7) != 0 || !he || n < 12))
-    r = PSL_EINVALID;
-  if (r) {
-    free(buf);
-    return r;
-  }
+  if (strncmp(buf, "HTTP/1.", 7) != 0 || !he || n < 12)
+    return PSL_EINVALID;
   *status = atoi(buf + 9);
   size_t hl = (size_t)(he - buf) + 4, bl = n - hl;
   char *te = strcasestr(buf, "\r\nTransfer-Encoding:");
@@ -310,10 +346,79 @@ int srv_http_get(uint16_t port, const char *path, int timeout_ms, int *status, c
   buf[bl] = '\0';
   if (chunked)
     bl = dechunk(buf, bl);
+  *bodylen = bl;
+  return 0;
+}
+
+static int http_get(uint16_t port, int tls, const char *ca, const char *path, const char *bearer,
+                    int timeout_ms, int *status, char **body, size_t *len) {
+  char req[1024], auth[256] = "", terr[256];
+  int64_t deadline = now_ms() + timeout_ms;
+  hconn_t h = {connect_port(port), NULL};
+  char *buf = NULL;
+  size_t n = 0, bl = 0;
+  int r;
+  *body = NULL;
+  *status = 0;
+  if (h.fd < 0)
+    return PSL_EIO;
+  if (bearer)
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", bearer);
+  int rl = snprintf(req, sizeof req,
+                    "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n%sConnection: close\r\n\r\n",
+                    path, port, auth);
+  if (rl <= 0 || (size_t)rl >= sizeof req) {
+    close(h.fd);
+    return PSL_EINVALID;
+  }
+  fcntl(h.fd, F_SETFL, fcntl(h.fd, F_GETFL) | O_NONBLOCK);
+  if (tls) {
+    int64_t left = deadline - now_ms();
+    if ((r = tls_conn_new(&h.tls, h.fd, ca, terr, sizeof terr)) != 0 ||
+        (r = tls_conn_handshake(h.tls, left > 0 ? (int)left : 1, terr, sizeof terr)) != 0) {
+      tls_conn_free(h.tls);
+      close(h.fd);
+      return r;
+    }
+  }
+  r = h_request(&h, req, (size_t)rl, deadline, &buf, &n);
+  tls_conn_free(h.tls);
+  close(h.fd);
+  if (r == 0)
+    r = h_parse(buf, n, status, &bl);
+  if (r) {
+    free(buf);
+    return r;
+  }
   *body = buf;
   if (len)
     *len = bl;
   return 0;
+}
+
+int srv_http_get(uint16_t port, const char *path, int timeout_ms, int *status, char **body,
+                 size_t *len) {
+  return http_get(port, 0, NULL, path, NULL, timeout_ms, status, body, len);
+}
+
+int srv_http(const srv_t *s, const char *path, const char *bearer, int timeout_ms, int *status,
+             char **body, size_t *len) {
+  return http_get(s->port, s->tls, s->tls ? s->cert : NULL, path, bearer, timeout_ms, status,
+                  body, len);
+}
+
+int srv_use_tls(srv_t *s) {
+  char err[256];
+  struct stat st;
+  snprintf(s->cert, sizeof s->cert, "%s.crt", s->dir);
+  snprintf(s->key, sizeof s->key, "%s.key", s->dir);
+  s->tls = 1;
+  if (stat(s->cert, &st) == 0 && stat(s->key, &st) == 0)
+    return 0;
+  int r = tls_self_signed(s->cert, s->key, err, sizeof err);
+  if (r)
+    set_err(s, "certificate: %s", err);
+  return r;
 }
 
 /* ---- Misc. */

@@ -28,6 +28,16 @@ typedef struct {
   uint16_t port;
   int status;         /* wait status of the last run that ended */
   char err[256];      /* why the last call failed */
+  /* More arguments for passerelled after --listen (e.g. "--map-max", "1048576"), NULL-ended;
+   * set after srv_init.  The environment (LD_PRELOAD of fault shims) is inherited. */
+  const char *extra_args[8];
+  /* Nonzero: srv_start listens on this port rather than on a free one, so that a restart
+   * keeps the address (a browser page reconnects to where it was loaded from). */
+  uint16_t fixed_port;
+  /* wss:// and https:// (srv_use_tls): the server's self-signed certificate and key. */
+  int tls;
+  char cert[PATH_MAX + 8];
+  char key[PATH_MAX + 8];
 } srv_t;
 
 /* Set up: bindir holds passerelled; dir (created if missing) is the data folder. */
@@ -45,6 +55,16 @@ int srv_running(srv_t *s);
 /* A token for DIR (terr: one territory for a caseworker, or NULL). */
 int srv_token(const srv_t *s, psl_role_t role, const char *terr, const char *name,
               const char *device, char token[PSL_TOKEN_LEN + 1]);
+
+/* Make the next srv_start use TLS: a self-signed certificate and key beside DIR (DIR.crt,
+ * DIR.key, made once with tests/support/tls.h) passed as --tls-cert/--tls-key; the start's
+ * /healthz probe and srv_http go over https.  0 or PSL_E* (s->err). */
+int srv_use_tls(srv_t *s);
+
+/* GET path from s (https:// verifying s's certificate when s->tls), with "Authorization:
+ * Bearer <bearer>" when bearer is not NULL.  As srv_http_get otherwise. */
+int srv_http(const srv_t *s, const char *path, const char *bearer, int timeout_ms, int *status,
+             char **body, size_t *len);
 
 /* GET http://127.0.0.1:port/path.  *status the HTTP status; the body (de-chunked) is
  * malloc'd into *body (NUL-terminated; the caller frees), its length in *len (may be NULL).

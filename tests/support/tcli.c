@@ -158,7 +158,12 @@ int tcli_hello(wsc_t *c, const char *token, const char *device, const char *serv
 
 int tcli_open(wsc_t **out, uint16_t port, const char *token, const char *device,
               tcli_welcome_t *w, char *err, size_t errlen) {
-  int r = wsc_connect(out, port, NULL, err, errlen);
+  return tcli_open_opts(out, port, NULL, token, device, w, err, errlen);
+}
+
+int tcli_open_opts(wsc_t **out, uint16_t port, const wsc_opts_t *opts, const char *token,
+                   const char *device, tcli_welcome_t *w, char *err, size_t errlen) {
+  int r = wsc_connect(out, port, opts, err, errlen);
   if (r)
     return r;
   if ((r = tcli_hello(*out, token, device, NULL, w, err, errlen)) != 0) {

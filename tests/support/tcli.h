@@ -43,6 +43,9 @@ int tcli_hello(wsc_t *c, const char *token, const char *device, const char *serv
 /* Connect to port and hello. */
 int tcli_open(wsc_t **out, uint16_t port, const char *token, const char *device,
               tcli_welcome_t *w, char *err, size_t errlen);
+/* The same with connection options (wss: opts->tls). */
+int tcli_open_opts(wsc_t **out, uint16_t port, const wsc_opts_t *opts, const char *token,
+                   const char *device, tcli_welcome_t *w, char *err, size_t errlen);
 
 /* The next message must be of type t (PSL_MSG_NONE: any).  On another type, or a frame that
  * does not decode, PSL_EINVALID and err describes what came.  The caller frees *m. */

@@ -19,6 +19,7 @@
  * XORed with the key.  Server frames are the same without mask.
  */
 #include "support/wsc.h"
+#include "support/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -74,8 +75,18 @@ struct wsc_s {
   int close_code;
   uint64_t mask_rng;
   psl_buf_t enc;
+  tls_conn_t *tls; /* wss: every byte goes through it */
   char err[200];
 };
+
+/* send(2) / recv(2), through TLS when the connection has it. */
+static ssize_t io_send(wsc_t *c, const void *p, size_t n) {
+  return c->tls ? tls_conn_send(c->tls, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t io_recv(wsc_t *c, void *p, size_t n) {
+  return c->tls ? tls_conn_recv(c->tls, p, n) : recv(c->fd, p, n, 0);
+}
 
 static void set_err(wsc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_err(wsc_t *c, const char *fmt, ...) {
@@ -292,7 +303,7 @@ int wsc_close_code(const wsc_t *c) { return c->close_code; }
 
 int wsc_flush_nb(wsc_t *c) {
   while (c->tx_pos < c->tx_len) {
-    ssize_t n = send(c->fd, c->tx + c->tx_pos, c->tx_len - c->tx_pos, MSG_NOSIGNAL);
+    ssize_t n = io_send(c, c->tx + c->tx_pos, c->tx_len - c->tx_pos);
     if (n > 0) {
       c->tx_pos += (size_t)n;
       continue;
@@ -326,7 +337,7 @@ static int read_some(wsc_t *c) {
         return PSL_ENOMEM;
     }
     size_t room = c->rx_cap - c->rx_len;
-    ssize_t n = recv(c->fd, c->rx + c->rx_len, room < budget ? room : budget, 0);
+    ssize_t n = io_recv(c, c->rx + c->rx_len, room < budget ? room : budget);
     if (n > 0) {
       c->rx_len += (size_t)n;
       budget -= (size_t)n; /* n <= what was asked, which is <= budget */
@@ -668,6 +679,7 @@ int wsc_start(wsc_t **out, uint16_t port, const wsc_opts_t *opts) {
 void wsc_free(wsc_t *c) {
   if (!c)
     return;
+  tls_conn_free(c->tls);
   if (c->fd >= 0)
     close(c->fd);
   free(c->rx);
@@ -682,6 +694,8 @@ void wsc_free(wsc_t *c) {
 /* Wait for the socket (POLLIN, plus POLLOUT while something is queued) until deadline. */
 static int wait_io(wsc_t *c, int64_t deadline) {
   struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+  if (c->tls && tls_conn_pending(c->tls))
+    return 0; /* decrypted already: the socket will not announce it */
   int64_t left = deadline - now_ms();
   if (left <= 0)
     return PSL_EAGAIN;
@@ -709,6 +723,28 @@ static int flush_blocking(wsc_t *c) {
   }
 }
 
+/* wss: wait for the TCP connect, then the TLS handshake (the upgrade request waits in tx). */
+static int tls_start(wsc_t *c, const wsc_opts_t *opts, int64_t deadline) {
+  struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+  int64_t left = deadline - now_ms();
+  int soerr = 0;
+  socklen_t sl = sizeof soerr;
+  if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+    set_err(c, "TCP connect: no answer within %d ms", c->timeout_ms);
+    return PSL_EAGAIN;
+  }
+  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr) {
+    set_err(c, "TCP connect: %s", strerror(soerr ? soerr : errno));
+    return PSL_EIO;
+  }
+  int r = tls_conn_new(&c->tls, c->fd, opts->tls_ca, c->err, sizeof c->err);
+  if (r == 0) {
+    left = deadline - now_ms();
+    r = tls_conn_handshake(c->tls, left > 0 ? (int)left : 1, c->err, sizeof c->err);
+  }
+  return r;
+}
+
 int wsc_connect(wsc_t **out, uint16_t port, const wsc_opts_t *opts, char *err, size_t errlen) {
   wsc_t *c;
   int r = wsc_start(&c, port, opts);
@@ -719,6 +755,8 @@ int wsc_connect(wsc_t **out, uint16_t port, const wsc_opts_t *opts, char *err, s
     return r;
   }
   int64_t deadline = now_ms() + c->timeout_ms;
+  if (opts && opts->tls && (r = tls_start(c, opts, deadline)) != 0)
+    goto fail;
   for (;;) {
     r = wsc_io(c);
     if (c->state == ST_HANDSHAKE) {

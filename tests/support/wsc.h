@@ -3,7 +3,8 @@
  *
  * Why our own and not libwebsockets: tests must also misbehave on purpose (a text frame, a
  * header that announces 100 MB, bytes that are not a frame, a socket cut without a close),
- * which a conforming library refuses to do.  It speaks plain TCP to 127.0.0.1 only.
+ * which a conforming library refuses to do.  It speaks to 127.0.0.1 only, over plain TCP or,
+ * in blocking use, over TLS (wss://, OpenSSL through tests/support/tls.h).
  *
  * One connection = one wsc_t over a non-blocking socket, used in either of two ways:
  *
@@ -64,11 +65,15 @@ typedef struct {
   const char *path;        /* NULL: "/sync" */
   const char *subprotocol; /* NULL: "passerelle.v1"; "" sends none */
   int timeout_ms;          /* blocking connect + handshake; 0: 5000 */
+  int tls;                 /* wss://: TLS over the TCP connection (wsc_connect only) */
+  const char *tls_ca;      /* with tls: the PEM to trust (the server's certificate); NULL
+                            * verifies nothing */
 } wsc_opts_t;
 
 /* ---- Blocking use. */
 
-/* Connect to 127.0.0.1:port and upgrade.  opts may be NULL.  0 and *out, or PSL_E*; on
+/* Connect to 127.0.0.1:port (with opts->tls, then the TLS handshake) and upgrade.  opts may
+ * be NULL.  0 and *out, or PSL_E*; on
  * failure *out is NULL and, when err is not NULL, a reason is written to err[errlen]. */
 int wsc_connect(wsc_t **out, uint16_t port, const wsc_opts_t *opts, char *err, size_t errlen);
 
