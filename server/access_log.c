@@ -72,7 +72,8 @@ void psl_alog_read(psl_alog_t *a, const psl_principal_t *p, const char *what,
     return;
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
-  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ token=%s role=%s read=%s ",
+  int n = snprintf(line, sizeof line,
+                   "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ token=%s role=%s read=%s ",
                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                    tm.tm_sec, ts.tv_nsec / 1000000, p->id, psl_role_name(p->role), what);
   if (n < 0 || (size_t)n >= sizeof line - 1)

@@ -5,7 +5,7 @@
  * auditor or an admin (a caseworker reads only their own territory, as their work requires;
  * those reads are not logged):
  *
- *   2025-03-14T09:26:53.589Z token=0f3a9c21b7d4 role=auditor read=sub terr=* streams=- from=0 live=1
+ *   2025-03-14T09:26:53.589Z token=0f3a9c21b7d4 role=auditor read=sub terr=* streams=* from=0 ...
  *   2025-03-14T09:27:10.002Z token=0f3a9c21b7d4 role=auditor read=participant id=0190f5a2-...
  *
  * time (UTC, ms) · token id (never the token, never the person's name: `token list` maps the

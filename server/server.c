@@ -152,9 +152,37 @@ typedef struct {
   char line[320]; /* the start line, printed once ready */
 } server_open_t;
 
+/* The map the log opens with.  The projections' catch-up writes inside the open's write
+ * transaction, where the log does not grow its map (it does between its own batches), and
+ * LMDB maps no more than the file's used size unless told: a rebuild of a big log would fail
+ * "map full".  So: twice the file and PSL_OPEN_MAP_SLACK (a full rebuild writes about a third
+ * of what the log holds, measured on bench-proj's log), within --map-max when given. */
+#define PSL_OPEN_MAP_SLACK ((size_t)256 << 20)
+/* Attempts with a doubled map when the catch-up still found it full. */
+#define PSL_OPEN_MAP_TRIES 4
+
+static size_t server_open_map(const char *dir, size_t max) {
+  char path[4096];
+  struct stat st;
+  size_t map = PSL_OPEN_MAP_SLACK;
+  if ((size_t)snprintf(path, sizeof path, "%s/log/data.mdb", dir) < sizeof path &&
+      stat(path, &st) == 0 && st.st_size > 0)
+    map += 2 * (size_t)st.st_size;
+  return max && map > max ? max : map;
+}
+
 static void server_open_work(uv_work_t *w) {
   server_open_t *o = w->data;
-  o->rc = psl_log_open(&o->log, o->dir, &o->opts);
+  o->opts.map_size = server_open_map(o->dir, o->opts.map_size_max);
+  for (int tries = 1;; tries++) {
+    o->rc = psl_log_open(&o->log, o->dir, &o->opts);
+    if (o->rc != PSL_EUNAVAILABLE || tries == PSL_OPEN_MAP_TRIES ||
+        (o->opts.map_size_max && o->opts.map_size >= o->opts.map_size_max))
+      break;
+    o->opts.map_size *= 2;
+    psl_say(PSL_SAY_WARN, "the log's map was full while the projections caught up: %zu MiB",
+            o->opts.map_size >> 20);
+  }
   /* An erasure a crash interrupted is finished before anything reads or writes pii. */
   if (o->rc == 0 && (o->rc = psl_keys_recover(o->srv->keys, o->log)) != 0) {
     psl_say(PSL_SAY_ERROR, "start failed: the key store could not finish an erasure: %s",

@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <glob.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <pwd.h>
 #include <signal.h>
@@ -315,13 +316,16 @@ static int pg_locate(cmp_sys_t *s, uint64_t back, cmp_pos_t *pos) {
 /* Rows per CopyData message: ~50 KB. */
 #define COPY_MESSAGE_ROWS 100u
 
+/* Write everything queued (the server answers nothing before CopyDone). */
 static int flush_all(cmp_sock_t *k) {
-  while (cmp_sock_pending(k)) {
-    int rc = cmp_sock_wait(k, BLOCKING_MS);
-    if (rc && rc != PSL_EAGAIN)
+  for (;;) {
+    int rc = cmp_sock_flush(k);
+    if (rc || !cmp_sock_pending(k))
       return rc;
+    struct pollfd p = {.fd = k->fd, .events = POLLOUT};
+    if (poll(&p, 1, BLOCKING_MS) < 0 && errno != EINTR)
+      return PSL_EIO;
   }
-  return 0;
 }
 
 /* One COPY text row: uuid, stream, version, type, terr, at, data as bytea hex (\\x...).

@@ -32,6 +32,12 @@
 #define DEF_PUSHERS 6
 #define DEF_DEPTH 4
 #define DEF_MAX_EVENTS 24
+/* Largest max_events accepted, and so the most events one push holds (one more: the old
+ * event pushed again as a dup). */
+#define CAP_MAX_EVENTS (8 * DEF_MAX_EVENTS)
+#define CAP_PUSH_EVENTS (CAP_MAX_EVENTS + 1)
+/* Pushing connections at most. */
+#define CAP_PUSHERS 64
 #define DEF_MIN_LOAD_MS 50
 #define DEF_MAX_LOAD_MS 600
 /* Receive timeout: a live server answers in milliseconds; a dead one closes at once. */
@@ -339,7 +345,7 @@ static push_t *push_make(crash_t *c, uint64_t r, const evgen_t *recent, size_t n
 }
 
 static int push_send(wsc_t *w, push_t *p) {
-  psl_event_t evs[DEF_MAX_EVENTS * 8 + 2];
+  psl_event_t evs[CAP_PUSH_EVENTS];
   psl_msg_t m;
   if (p->n > sizeof evs / sizeof evs[0])
     return PSL_ETOO_BIG;
@@ -663,7 +669,7 @@ static int start_and_retry(crash_t *c, char *err, size_t errlen) {
 }
 
 int crash_cycle(crash_t *c, char *err, size_t errlen) {
-  pthread_t th[64];
+  pthread_t th[CAP_PUSHERS];
   pusher_t *pu = calloc((size_t)c->o.pushers, sizeof *pu);
   int n = 0, rc;
   if (!pu)
@@ -733,14 +739,14 @@ int crash_new(crash_t **out, const crash_opts_t *opts, char *err, size_t errlen)
   c->o = *opts;
   if (c->o.pushers <= 0)
     c->o.pushers = DEF_PUSHERS;
-  if (c->o.pushers > 64)
-    c->o.pushers = 64;
+  if (c->o.pushers > CAP_PUSHERS)
+    c->o.pushers = CAP_PUSHERS;
   if (c->o.depth <= 0)
     c->o.depth = DEF_DEPTH;
   if (c->o.max_events <= 0)
     c->o.max_events = DEF_MAX_EVENTS;
-  if (c->o.max_events > DEF_MAX_EVENTS * 8)
-    c->o.max_events = DEF_MAX_EVENTS * 8;
+  if (c->o.max_events > CAP_MAX_EVENTS)
+    c->o.max_events = CAP_MAX_EVENTS;
   if (c->o.min_load_ms <= 0)
     c->o.min_load_ms = DEF_MIN_LOAD_MS;
   if (c->o.max_load_ms < c->o.min_load_ms)

@@ -161,7 +161,8 @@ int tls_conn_handshake(tls_conn_t *t, int timeout_ms, char *err, size_t errlen) 
     if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
       long v = SSL_get_verify_result(t->ssl);
       say(err, errlen, "TLS handshake failed (ssl error %d%s%s)", e,
-          v != X509_V_OK ? ", verify: " : "", v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+          v != X509_V_OK ? ", verify: " : "",
+          v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
       return PSL_EIO;
     }
     struct pollfd pfd = {.fd = t->fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
