@@ -156,19 +156,19 @@ $(B)/lib/libpasserelle.a: $(call obj,$(CLIENT_SRC))
 
 $(B)/bin/passerelled: $(call obj,server/main.c) $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LDLIBS_ALL)
 
 $(B)/bin/%: $(B)/obj/tools/%.o $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LDLIBS_ALL)
 
 $(B)/bin/%: $(B)/obj/bench/%.o $(SUPPORT_LIB) $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LDLIBS_ALL)
 
 $(TEST_BIN): $(call obj,$(TEST_SRC)) $(SUPPORT_LIB) $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LDLIBS_ALL)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 
@@ -242,7 +242,7 @@ all: $(FUZZ_REPLAY)
 
 $(B)/bin/fuzz-replay-%: $(B)/obj/tests/fuzz/fuzz-%.o $(B)/obj/tests/fuzz/replay.o $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LDLIBS_ALL)
 
 # Fault injection: an LD_PRELOAD shim that fills the disk under one file on demand, and a
 # driver that fails allocations one by one (tests/test-faults.c runs both).  The shim only
@@ -258,7 +258,7 @@ $(FAULT_SO): tests/fault/faultfs.c
 
 $(OOM_BIN): $(B)/obj/tests/fault/oom.o $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDLIBS_ALL) -ldl
+	$(CC) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LDLIBS_ALL) -ldl
 
 # ---- bench-compare: passerelle side by side with Redis Streams and PostgreSQL, the same
 # events, the same durability, one run (docs/BENCHMARKS.md says how).

@@ -359,43 +359,61 @@ int psl__year_decode(const uint8_t *p, size_t len, psl__year_t *y) {
   return psl__year_decode_buf(p, len, y, NULL, 0);
 }
 
+static uint64_t le_at(const uint8_t *p, unsigned n) {
+  uint64_t v = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(&v, p, n);
+#else
+  for (unsigned i = 0; i < n; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+#endif
+  return v;
+}
+
+/* The fixed head of a year-facts record (codec.c's layout above): read after one length
+ * check, since a query decodes every record of a year — tens of thousands. */
+#define YEAR_HEAD 65
+
 int psl__year_decode_buf(const uint8_t *p, size_t len, psl__year_t *y, psl__yplace_t *buf,
                          size_t bufcap) {
-  in_t in = {p, p + len, 0};
-  uint8_t id[PSL_UUID_BYTES];
-  int year = y->year;
-  memcpy(id, y->id, sizeof id);
-  memset(y, 0, sizeof *y);
-  memcpy(y->id, id, sizeof id);
-  y->year = year;
-  if (in_u8(&in) != VERSION)
+  static _Thread_local int ngender, neducation, nexit;
+  if (!ngender) {
+    ngender = psl_code_count(PSL_CODE_GENDER);
+    neducation = psl_code_count(PSL_CODE_EDUCATION);
+    nexit = psl_code_count(PSL_CODE_EXIT_REASON);
+  }
+  y->places = NULL;
+  y->nplaces = 0;
+  if (len < YEAR_HEAD || p[0] != VERSION || p[1] > ngender || p[2] > neducation ||
+      p[4] > nexit || p[7] > 12 || p[8] > 12)
     return PSL_ECORRUPT;
-  y->gender = in_code(&in, PSL_CODE_GENDER);
-  y->education = in_code(&in, PSL_CODE_EDUCATION);
-  y->rsa = in_u8(&in) != 0;
-  y->exit_reason = in_code(&in, PSL_CODE_EXIT_REASON);
-  y->exit_employment = in_u8(&in) != 0;
-  y->exit_training = in_u8(&in) != 0;
-  y->ref_month = in_u8(&in);
-  y->exit_month = in_u8(&in);
-  uint16_t rp = in_u16(&in), ep = in_u16(&in);
-  y->birth_year = in_u16(&in);
-  int64_t *dates[] = {&y->referred_at, &y->activated_at, &y->exited_at,
-                      &y->housing_at,  &y->homeless_at,  &y->care_at};
-  for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
-    *dates[i] = in_i64(&in);
-  uint16_t n = in_u16(&in);
-  if (!in.err && (size_t)n * 5 > (size_t)(in.end - in.p))
-    in.err = PSL_ECORRUPT;
-  if (in.err)
-    return in.err;
+  y->gender = p[1];
+  y->education = p[2];
+  y->rsa = p[3] != 0;
+  y->exit_reason = p[4];
+  y->exit_employment = p[5] != 0;
+  y->exit_training = p[6] != 0;
+  y->ref_month = p[7];
+  y->exit_month = p[8];
+  uint16_t rp = (uint16_t)le_at(p + 9, 2), ep = (uint16_t)le_at(p + 11, 2);
+  y->birth_year = (int)le_at(p + 13, 2);
+  y->referred_at = (int64_t)le_at(p + 15, 8);
+  y->activated_at = (int64_t)le_at(p + 23, 8);
+  y->exited_at = (int64_t)le_at(p + 31, 8);
+  y->housing_at = (int64_t)le_at(p + 39, 8);
+  y->homeless_at = (int64_t)le_at(p + 47, 8);
+  y->care_at = (int64_t)le_at(p + 55, 8);
+  uint16_t n = (uint16_t)le_at(p + 63, 2);
+  in_t in = {p + YEAR_HEAD, p + len, 0};
+  if ((size_t)n * 5 > len - YEAR_HEAD)
+    return PSL_ECORRUPT;
   if (n && n <= bufcap) {
     y->places = buf; /* every field is read below */
   } else if (n && !(y->places = calloc(n, sizeof *y->places))) {
     return PSL_ENOMEM;
   }
   y->nplaces = n;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && !in.err; i++) {
     y->places[i].terr = in_code(&in, PSL_CODE_TERR);
     y->places[i].programme = in_code(&in, PSL_CODE_PROGRAMME);
     y->places[i].months = in_u16(&in);
@@ -403,9 +421,8 @@ int psl__year_decode_buf(const uint8_t *p, size_t len, psl__year_t *y, psl__ypla
   }
   y->ref_place = rp == 0xffff ? -1 : rp;
   y->exit_place = ep == 0xffff ? -1 : ep;
-  if (!in.err && (in.p != in.end || y->ref_month > 12 || y->exit_month > 12 ||
-                  (y->ref_place >= 0 && (size_t)y->ref_place >= y->nplaces) ||
-                  (y->exit_place >= 0 && (size_t)y->exit_place >= y->nplaces)))
+  if (!in.err && (in.p != in.end || (y->ref_place >= 0 && (size_t)y->ref_place >= n) ||
+                  (y->exit_place >= 0 && (size_t)y->exit_place >= n)))
     in.err = PSL_ECORRUPT;
   if (in.err && y->places != buf)
     psl__year_free(y);
