@@ -300,19 +300,18 @@ $(B)/bin/bench-compare: $(B)/obj/bench/bench-compare.o $(CMP_LIB) $(SUPPORT_LIB)
 	  $(LDLIBS_ALL)
 
 # make fuzz: each libFuzzer target (clang, ASan + UBSan) for FUZZ_RUNS executions, new inputs
-# in build-fuzz/corpus/<t>, then merged (-merge=1: only what adds coverage) into the committed
-# tests/fuzz/corpus/<t>.  Logs and crash artifacts in build-fuzz/logs/.  Needs clang and
-# libclang-rt (installed here if missing, not by `make test`).
+# in build-fuzz/corpus/<t>, then merged into the committed tests/fuzz/corpus/<t>
+# (-set_cover_merge=1: the fewest inputs that add coverage).  Logs and crash artifacts in
+# build-fuzz/logs/.  Needs clang and libclang-rt (installed here if missing, not by `make test`).
 FUZZ_B := build-fuzz
 FUZZ_RUNS ?= 10000000
 FUZZ_MAX_LEN ?= 16384
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # make crash-test: kill -9 cycles; make valgrind: what runs under memcheck.
 CRASH_CYCLES ?= 100
-VALGRIND_AREAS ?= error/ proto/ log/ domain/ projection/ access/ faults/alloc faults/map_grows \
-                  crash/ netfaults/ fuzz/
+VALGRIND_AREAS ?= error/ proto/ log/ domain/ projection/ access/ crash/ faults/ netfaults/ fuzz/
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-            --show-leak-kinds=definite --track-origins=yes
+            --show-leak-kinds=definite --track-origins=yes --suppressions=tests/valgrind.supp
 REL_OUT := $(B)/reliability
 
 .PHONY: fuzz fuzz-build crash-test valgrind reliability-report
@@ -340,7 +339,7 @@ fuzz: fuzz-build
 	  $(FUZZ_B)/bin/fuzz-$$t -runs=$(FUZZ_RUNS) -max_len=$(FUZZ_MAX_LEN) -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZ_B)/logs/$$t- $(FUZZ_B)/corpus/$$t tests/fuzz/corpus/$$t \
 	    > $(FUZZ_B)/logs/$$t.log 2>&1 || { tail -60 $(FUZZ_B)/logs/$$t.log; exit 1; }; \
-	  $(FUZZ_B)/bin/fuzz-$$t -merge=1 tests/fuzz/corpus/$$t $(FUZZ_B)/corpus/$$t \
+	  $(FUZZ_B)/bin/fuzz-$$t -set_cover_merge=1 tests/fuzz/corpus/$$t $(FUZZ_B)/corpus/$$t \
 	    > $(FUZZ_B)/logs/$$t.merge.log 2>&1 || { tail -20 $(FUZZ_B)/logs/$$t.merge.log; exit 1; }; \
 	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_B)/logs/$$t.log; \
 	  echo "   corpus: $$(ls tests/fuzz/corpus/$$t | wc -l) inputs in tests/fuzz/corpus/$$t"; \
@@ -350,17 +349,27 @@ crash-test: build
 	@mkdir -p $(REL_OUT)
 	@$(B)/bin/crash-test --cycles $(CRASH_CYCLES) --figures $(REL_OUT)/crash.txt
 
-# The in-process areas run under memcheck whole; the servers the other tests start run
-# natively (the test's own side is checked); the corpus replays under memcheck too.
+# make valgrind: the in-process areas, and the reliability areas with the servers they start
+# (--trace-children: passerelled itself runs under memcheck), then the corpus replays.  Each
+# process writes its own report to $(REL_OUT)/vg/<pid>.log (a server's stderr is its data
+# log); any non-empty report fails the target.  psl-oom is left native: it brings its own
+# allocator, which memcheck would replace.
 valgrind: build
 	@command -v valgrind >/dev/null 2>&1 || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get install -y -qq valgrind; }
-	@mkdir -p $(REL_OUT)
-	@PSL_TEST_TIMEOUT=900 $(VALGRIND) $(TEST_BIN) $(VALGRIND_AREAS) > $(REL_OUT)/valgrind.txt 2>&1; \
-	  rc=$$?; cat $(REL_OUT)/valgrind.txt; [ $$rc = 0 ]
+	@rm -rf $(REL_OUT)/vg && mkdir -p $(REL_OUT)/vg
+	@PSL_TEST_TIMEOUT=900 $(VALGRIND) --log-file=$(REL_OUT)/vg/%p.log --trace-children=yes \
+	  --trace-children-skip='/bin/*,/usr/bin/*,*/psl-oom' $(TEST_BIN) $(VALGRIND_AREAS) \
+	  > $(REL_OUT)/valgrind.txt 2>&1; rc=$$?; cat $(REL_OUT)/valgrind.txt; [ $$rc = 0 ]
 	@for t in $(FUZZ_TARGETS); do \
-	  $(VALGRIND) $(B)/bin/fuzz-replay-$$t tests/fuzz/corpus/$$t 2>&1 || exit 1; \
+	  $(VALGRIND) --log-file=$(REL_OUT)/vg/replay-$$t.log $(B)/bin/fuzz-replay-$$t \
+	    tests/fuzz/corpus/$$t >> $(REL_OUT)/valgrind.txt 2>&1 || exit 1; \
+	  echo "fuzz-replay-$$t: $$(tail -1 $(REL_OUT)/valgrind.txt)"; \
 	done
+	@bad=$$(find $(REL_OUT)/vg -name '*.log' -size +0 | wc -l); \
+	if [ $$bad != 0 ]; then find $(REL_OUT)/vg -name '*.log' -size +0 -exec cat {} +; \
+	  echo "valgrind: $$bad process(es) reported errors"; exit 1; fi; \
+	echo "valgrind: no process reported an error" | tee -a $(REL_OUT)/valgrind.txt
 
 # Rewrite the figures section of docs/RELIABILITY.md from the last runs' outputs.
 reliability-report: build

@@ -20,7 +20,8 @@
  *   bench-compare --runs 3 --max-log 10000000 --doc docs/BENCHMARKS.md   (make bench-report)
  *   bench-compare --from-results F --doc D    tables from an earlier raw file
  * Options: --systems passerelle,redis,postgres --runs N --seconds S --max-log N --levels
- * a,b,... --only ingest,catchup,rebuild,fanout,idle --fanout-rounds N --idle N --results F.
+ * a,b,... --only ingest,catchup,rebuild,fanout,idle (or one shape: ingest_64x1, ...)
+ * --fanout-rounds N --idle N --results F.
  * Environment: BENCH_RUNS, BENCH_SECONDS, BENCH_MAX_LOG as the options; TMPDIR.
  */
 #include <errno.h>
@@ -42,6 +43,11 @@
 static const uint64_t LEVELS[] = {10000, 100000, 1000000, 10000000};
 #define NLEVELS_DEFAULT (sizeof LEVELS / sizeof LEVELS[0])
 #define HEADLINE_LEVEL 1000000u /* the summary table's log: the catch-up of 10^6 events */
+/* Up to this log size each ingest shape runs on a fresh instance preloaded to the size (a few
+ * seconds each at 10^6), so that the events earlier shapes added (up to ~10^6) do not make a
+ * small log a large one.  Above, the shapes follow one another on one instance: at 10^7 they
+ * add ~1.5 * 10^6 events, and preloading again would take minutes per shape. */
+#define FRESH_MAX_LEVEL 1000000u
 #define QUICK_MAX_LOG 100000u
 
 static const struct {
@@ -88,8 +94,20 @@ static void remove_base(void) {
     cmp_rm_rf(base);
 }
 
+/* --only: comma-separated names; "ingest" selects every ingest shape, "ingest_64x1" one. */
 static int wanted(const opts_t *o, const char *what) {
-  return !o->only[0] || strstr(o->only, what) != NULL;
+  const char *t = o->only;
+  if (!*t)
+    return 1;
+  while (*t) {
+    size_t n = strcspn(t, ","), w = strlen(what);
+    /* equal, or one is the other's section: "ingest" and "ingest_64x1" */
+    if (n > 0 && strncmp(t, what, n < w ? n : w) == 0 &&
+        (n == w || (n < w ? what[n] : t[w]) == '_'))
+      return 1;
+    t += n + (t[n] == ',');
+  }
+  return 0;
 }
 
 /* ---- One store at one log size. */
@@ -128,33 +146,30 @@ static void measure_reads(cmp_results_t *res, const opts_t *o, cmp_sys_t *s, uin
   }
 }
 
-/* Returns the events stored. */
-static uint64_t measure_ingest(cmp_results_t *res, const opts_t *o, cmp_sys_t *s,
-                               uint64_t level, int run) {
-  uint64_t stored = 0;
+/* One ingest shape, once: 0 and *stored (every event acknowledged), or -1 (recorded). */
+static int measure_shape(cmp_results_t *res, const opts_t *o, cmp_sys_t *s, uint64_t level,
+                         int run, size_t i, uint64_t *stored) {
   char err[256] = "", key[40];
   cmp_ingest_t in;
-  for (size_t i = 0; i < NSHAPES && wanted(o, "ingest"); i++) {
-    if (cmp_ingest(s, SHAPES[i].clients, SHAPES[i].batch, o->seconds, &in, err, sizeof err)) {
-      say_fail(res, s, level, SHAPES[i].key, err);
-      continue;
-    }
-    stored += in.stored;
-    cmp_res_add(res, s->drv->name, SHAPES[i].key, level, run, in.events_per_s);
-    snprintf(key, sizeof key, "%s.p50", SHAPES[i].key);
-    cmp_res_add(res, s->drv->name, key, level, run, in.p50_ms);
-    snprintf(key, sizeof key, "%s.p99", SHAPES[i].key);
-    cmp_res_add(res, s->drv->name, key, level, run, in.p99_ms);
-    printf("    %zu x %zu: %.0f events/s (%llu requests, p50 %.2f ms, p99 %.2f ms; cpu: "
-           "server %.0f%%, load generator %.0f%%)\n",
-           SHAPES[i].clients, SHAPES[i].batch, in.events_per_s,
-           (unsigned long long)in.requests, in.p50_ms, in.p99_ms, 100 * in.server_cpu,
-           100 * in.client_cpu);
-    if (in.refused)
-      cmp_res_note(res, "%s, log %llu, %s: %llu events refused", s->drv->label,
-                   (unsigned long long)level, SHAPES[i].key, (unsigned long long)in.refused);
+  *stored = 0;
+  if (cmp_ingest(s, SHAPES[i].clients, SHAPES[i].batch, o->seconds, &in, err, sizeof err)) {
+    say_fail(res, s, level, SHAPES[i].key, err);
+    return -1;
   }
-  return stored;
+  *stored = in.stored;
+  cmp_res_add(res, s->drv->name, SHAPES[i].key, level, run, in.events_per_s);
+  snprintf(key, sizeof key, "%s.p50", SHAPES[i].key);
+  cmp_res_add(res, s->drv->name, key, level, run, in.p50_ms);
+  snprintf(key, sizeof key, "%s.p99", SHAPES[i].key);
+  cmp_res_add(res, s->drv->name, key, level, run, in.p99_ms);
+  printf("    %zu x %zu: %.0f events/s (%llu requests, p50 %.2f ms, p99 %.2f ms; cpu: "
+         "server %.0f%%, load generator %.0f%%)\n",
+         SHAPES[i].clients, SHAPES[i].batch, in.events_per_s, (unsigned long long)in.requests,
+         in.p50_ms, in.p99_ms, 100 * in.server_cpu, 100 * in.client_cpu);
+  if (in.refused)
+    cmp_res_note(res, "%s, log %llu, %s: %llu events refused", s->drv->label,
+                 (unsigned long long)level, SHAPES[i].key, (unsigned long long)in.refused);
+  return 0;
 }
 
 static void measure_fanout(cmp_results_t *res, const opts_t *o, cmp_sys_t *s, uint64_t level,
@@ -194,46 +209,85 @@ static void measure_idle(cmp_results_t *res, const opts_t *o, cmp_sys_t *s, uint
          id.bytes_per_conn, id.kib_before, id.kib_after);
 }
 
+/* A fresh instance preloaded to `level`: the running one, if any, emptied in place (the
+ * driver's reset) or stopped and removed.  0, or -1 after recording why. */
+static int fresh(cmp_results_t *res, cmp_sys_t *s, uint64_t level, uint64_t *count, int quiet) {
+  char err[256] = "";
+  double t0 = cmp_now();
+  s->err[0] = '\0';
+  if (s->d && s->drv->reset) {
+    if (s->drv->reset(s)) {
+      say_fail(res, s, level, "reset", s->err);
+      return -1;
+    }
+  } else {
+    if (s->d || s->pid) {
+      s->drv->stop(s);
+      free(s->d);
+      s->d = NULL;
+      cmp_rm_rf(s->dir);
+    }
+    if (mkdir(s->dir, 0755) < 0) {
+      cmp_res_note(res, "%s: mkdir %s: %s", s->drv->label, s->dir, strerror(errno));
+      return -1;
+    }
+    if (s->drv->start(s)) {
+      say_fail(res, s, level, "start", s->err);
+      return -1;
+    }
+  }
+  if (cmp_preload(s, level, count, err, sizeof err)) {
+    say_fail(res, s, level, "preload", err);
+    return -1;
+  }
+  if (!quiet)
+    printf("    preloaded %llu events in %.1f s\n", (unsigned long long)*count, cmp_now() - t0);
+  return 0;
+}
+
 static void measure(cmp_results_t *res, const opts_t *o, const cmp_driver_t *drv,
                     uint64_t level) {
   cmp_sys_t s;
-  char err[256] = "";
-  uint64_t count;
-  double t0;
+  uint64_t count = 0, stored, after = 0, fresh_ones = 0;
+  int used = 0, lost = 0;
   memset(&s, 0, sizeof s);
   s.drv = drv;
   if (srv_self_dir(s.bindir, sizeof s.bindir))
     snprintf(s.bindir, sizeof s.bindir, "build/bin");
   snprintf(s.dir, sizeof s.dir, "%s/%s-%llu", base, drv->name, (unsigned long long)level);
-  if (mkdir(s.dir, 0755) < 0) {
-    cmp_res_note(res, "%s: mkdir %s: %s", drv->label, s.dir, strerror(errno));
-    return;
-  }
   printf("== %s, log of %llu events\n", drv->label, (unsigned long long)level);
   current = &s;
-  if (drv->start(&s)) {
-    say_fail(res, &s, level, "start", s.err);
+  if (fresh(res, &s, level, &count, 0))
     goto stop;
-  }
-  t0 = cmp_now();
-  if (cmp_preload(&s, level, &count, err, sizeof err)) {
-    say_fail(res, &s, level, "preload", err);
-    goto stop;
-  }
-  printf("    preloaded %llu events in %.1f s\n", (unsigned long long)count, cmp_now() - t0);
   for (int run = 1; run <= o->runs; run++)
     measure_reads(res, o, &s, level, count, run);
-  uint64_t stored = 0, after = 0;
   for (int run = 1; run <= o->runs; run++)
-    stored += measure_ingest(res, o, &s, level, run);
-  /* Every acknowledged event must be in the log: count them. */
-  if (drv->count(&s, &after) == 0 && after != count + stored)
-    cmp_res_note(res, "%s, log %llu: %llu events in the log after ingest, %llu expected",
-                 drv->label, (unsigned long long)level, (unsigned long long)after,
-                 (unsigned long long)(count + stored));
-  else
-    printf("    the log holds %llu events: every acknowledged event is there\n",
-           (unsigned long long)after);
+    for (size_t i = 0; i < NSHAPES; i++) {
+      if (!wanted(o, SHAPES[i].key))
+        continue;
+      /* Each shape on a log of `level` events: a fresh one while preloading is cheap. */
+      if (used && level <= FRESH_MAX_LEVEL) {
+        if (fresh(res, &s, level, &count, 1))
+          goto stop;
+        fresh_ones++;
+      }
+      used = 1;
+      if (measure_shape(res, o, &s, level, run, i, &stored))
+        continue;
+      /* Every acknowledged event must be in the log: count them. */
+      if (drv->count(&s, &after) || after != count + stored) {
+        lost = 1;
+        cmp_res_note(res, "%s, log %llu, %s: %llu events in the log, %llu expected",
+                     drv->label, (unsigned long long)level, SHAPES[i].key,
+                     (unsigned long long)after, (unsigned long long)(count + stored));
+      }
+      count = after;
+    }
+  if (used && !lost)
+    printf("    every acknowledged event is in the log (%llu fresh instance%s preloaded for "
+           "the ingest shapes; the last log holds %llu events)\n",
+           (unsigned long long)fresh_ones, fresh_ones == 1 ? "" : "s",
+           (unsigned long long)count);
   if (level == o->headline) {
     for (int run = 1; run <= o->runs && wanted(o, "fanout"); run++)
       measure_fanout(res, o, &s, level, run);
@@ -271,8 +325,39 @@ static void proc_value(const char *path, const char *key, char *out, size_t outl
   fclose(f);
 }
 
+/* The device and file system the folder lives on (the longest mount point above it). */
+static void mount_of(const char *dir, char *out, size_t outlen) {
+  FILE *f = fopen("/proc/mounts", "r");
+  char dev[256], mnt[256], fs[64];
+  size_t best = 0;
+  snprintf(out, outlen, "an unknown file system");
+  if (!f)
+    return;
+  while (fscanf(f, "%255s %255s %63s %*[^\n]", dev, mnt, fs) == 3) {
+    size_t n = strlen(mnt);
+    if (strncmp(dir, mnt, n) == 0 && (dir[n] == '/' || dir[n] == '\0' || n == 1) && n >= best) {
+      best = n;
+      snprintf(out, outlen, "%.100s (%.40s)", dev, fs);
+    }
+  }
+  fclose(f);
+}
+
+/* The 1, 5 and 15-minute load averages: how quiet the machine was. */
+static void load_average(char *out, size_t outlen) {
+  double a = 0, b = 0, c = 0;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (!f || fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
+    snprintf(out, outlen, "unknown");
+  else
+    snprintf(out, outlen, "%.2f, %.2f, %.2f (1, 5, 15 min)", a, b, c);
+  if (f)
+    fclose(f);
+}
+
 static void describe_machine(cmp_results_t *res) {
-  char cpu[160], mem[64], redis[160], pg[160], commit[64], when[64], pgbin[PATH_MAX + 16];
+  char cpu[160], mem[64], redis[160], pg[160], commit[64], when[64], pgbin[PATH_MAX + 16],
+      load[64], disk[160];
   struct utsname u;
   time_t now = time(NULL);
   proc_value("/proc/cpuinfo", "model name", cpu, sizeof cpu);
@@ -283,18 +368,21 @@ static void describe_machine(cmp_results_t *res) {
   snprintf(pgbin, sizeof pgbin, "/usr/lib/postgresql/15/bin/postgres");
   const char *pv[] = {pgbin, "--version", NULL};
   cmp_first_line(pv, pg, sizeof pg);
-  const char *gv[] = {"/usr/bin/git", "rev-parse", "--short", "HEAD", NULL};
+  const char *gv[] = {"/usr/bin/git", "describe", "--always", "--dirty", NULL};
   cmp_first_line(gv, commit, sizeof commit);
+  load_average(load, sizeof load);
+  mount_of(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", disk, sizeof disk);
   strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
   snprintf(res->machine, sizeof res->machine,
            "- Run: %s, passerelle at commit %s\n"
-           "- CPU: %s, %ld cores online; memory %s; Linux %s\n"
-           "- Peers: %s; %s\n"
-           "- Data on %s (every store on the same disk, under TMPDIR)\n",
+           "- CPU: %.100s, %ld cores online; memory %s; Linux %.60s\n"
+           "- Peers: %.100s; %.100s\n"
+           "- Data under %.200s, on %s (every store on the same disk)\n"
+           "- Load average when the run started: %s\n",
            when, commit[0] ? commit : "(not a git tree)", cpu, sysconf(_SC_NPROCESSORS_ONLN),
            mem, u.release, redis[0] ? redis : "redis-server not found", pg[0] ? pg : "postgres "
                                                                                "not found",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", disk, load);
 }
 
 /* ---- Options. */
@@ -425,6 +513,9 @@ int main(int argc, char **argv) {
       for (size_t i = 0; i < o.ndrv; i++)
         measure(&res, &o, o.drv[i], o.levels[l]);
     printf("bench-compare: measured in %.0f s\n", cmp_now() - t0);
+    char load[64];
+    load_average(load, sizeof load);
+    cmp_res_note(&res, "Measured in %.0f s; load average at the end: %s.", cmp_now() - t0, load);
   }
   cmp_res_print(&res, stdout);
   int rc = 0;

@@ -283,6 +283,22 @@ static int open_err(int rc) {
   return psl_err_from_mdb(rc);
 }
 
+/* Double the map for a retried open, capped by map_size_max: 0, or PSL_EUNAVAILABLE at the
+ * cap or when the map cannot grow. */
+static int open_grow_map(psl_log_t *log) {
+  MDB_envinfo info;
+  MDB_stat st;
+  mdb_env_info(log->env, &info);
+  mdb_env_stat(log->env, &st);
+  size_t cur = info.me_mapsize, next = cur > SIZE_MAX / 2 ? SIZE_MAX : cur * 2;
+  if (log->map_size_max && next > log->map_size_max)
+    next = log->map_size_max;
+  next -= next % st.ms_psize;
+  if (next <= cur)
+    return PSL_EUNAVAILABLE;
+  return psl__log_set_mapsize(log, next) ? PSL_EUNAVAILABLE : 0;
+}
+
 static int env_open(psl_log_t *log, const char *dir, const psl_log_opts_t *opts) {
   char path[LOG_PATH_MAX];
   size_t map = opts && opts->map_size ? opts->map_size : PSL__LOG_MAP_DEFAULT;
@@ -310,9 +326,19 @@ static int env_open(psl_log_t *log, const char *dir, const psl_log_opts_t *opts)
     return psl_err_from_mdb(rc);
 
   MDB_txn *txn;
-  if ((rc = psl__log_txn_begin(log, log->read_only ? MDB_RDONLY : 0, &txn)) != 0)
-    return psl__log_write_err(rc);
-  rc = open_dbs(log, txn);
+  for (;;) {
+    if ((rc = psl__log_txn_begin(log, log->read_only ? MDB_RDONLY : 0, &txn)) != 0)
+      return psl__log_write_err(rc);
+    rc = open_dbs(log, txn);
+    if (log->read_only || (rc != MDB_MAP_FULL && rc != PSL_EUNAVAILABLE))
+      break;
+    /* The open's own transaction filled the map: a hook's catch-up (the projections rebuilt
+     * from seq 1 after a format change) may write as much again as the file holds.  Grow the
+     * map as the writer does (log_write.c) and run the open again. */
+    psl__log_txn_end(log, txn, 0);
+    if ((rc = open_grow_map(log)) != 0)
+      return rc;
+  }
   if (rc == 0 && log->read_only) {
     /* Keep the handles: LMDB keeps a read transaction's dbi handles after a commit. */
     rc = psl__log_txn_end(log, txn, 1);

@@ -24,6 +24,10 @@ num() { # thousands separators
 {
   echo "<!-- figures:begin (written by \`make reliability-report\` from the last runs; do not edit by hand) -->"
   echo
+  rev=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
+  dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | head -1)
+  echo "Report written $(date -u +%Y-%m-%d) at commit \`$rev\`${dirty:+ (with uncommitted changes)}; each block says when its run was made."
+  echo
   c=$out/crash.txt
   if [ -f "$c" ]; then
     echo "**Crash harness** (\`make crash-test\`, $(kv "$c" crash.date), $(kv "$c" crash.cpus) CPUs, seed \`$(kv "$c" crash.seed)\`, $(kv "$c" crash.elapsed_s) s):"
@@ -44,7 +48,9 @@ num() { # thousands separators
     echo "**Crash harness**: not run (\`make crash-test\`)."
   fi
   echo
-  echo "**Fuzzing** (\`make fuzz\`: clang 14 libFuzzer, ASan + UBSan, leaks detected):"
+  fdate=$(ls -t "$fuzzlogs"/*.log 2>/dev/null | head -1)
+  fdate=${fdate:+, run $(date -u -r "$fdate" +%Y-%m-%d)}
+  echo "**Fuzzing** (\`make fuzz\`: clang 14 libFuzzer, ASan + UBSan, leaks detected$fdate):"
   echo
   echo "| target | executions | crashes, leaks, sanitizer reports | coverage (edges / features) | corpus kept | time |"
   echo "|---|---|---|---|---|---|"
@@ -52,7 +58,7 @@ num() { # thousands separators
     l=$fuzzlogs/$t.log
     n=$(ls "$corpus/$t" 2>/dev/null | wc -l | tr -d ' ')
     if [ -f "$l" ]; then
-      execs=$(awk -F': *' '/^stat::number_of_executed_units/ { print $2 }' "$l" | tail -1)
+      execs=$(awk '/^stat::number_of_executed_units/ { print $NF }' "$l" | tail -1)
       secs=$(awk '/^Done [0-9]+ runs in/ { print $5 }' "$l" | tail -1)
       cov=$(awk '/DONE|INITED/ { for (i = 1; i <= NF; i++) { if ($i == "cov:") c = $(i + 1); if ($i == "ft:") f = $(i + 1) } } END { print c " / " f }' "$l")
       bad=$(grep -c -E '^==[0-9]+==ERROR|runtime error:|FUZZ_CHECK|deadly signal|LeakSanitizer' "$l" || true)
@@ -64,15 +70,17 @@ num() { # thousands separators
   echo
   t=$out/tests.txt
   if [ -f "$t" ]; then
-    echo "**Tests of the reliability areas** (\`crash/ faults/ netfaults/ fuzz/\`, part of \`make test\`): $(tail -1 "$t")."
-    grep -E '^  (oom|crash|faults|netfaults|fuzz):' "$t" | sed 's/^  /- /' || true
+    echo "**Tests of the reliability areas** (\`crash/ faults/ netfaults/ fuzz/\`, part of \`make test\`, run $(date -u -r "$t" +%Y-%m-%d)): $(tail -1 "$t")."
+    grep -E '^  (oom [a-z]+|crash|faults|netfaults|fuzz):' "$t" | grep -v ': seed ' | sed 's/^  /- /' || true
   else
     echo "**Tests of the reliability areas**: not run."
   fi
   echo
   v=$out/valgrind.txt
   if [ -f "$v" ]; then
-    echo "**Valgrind** (\`make valgrind\`, memcheck, definite leaks are errors): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$v" | tail -1), and the corpus replays."
+    nvg=$(ls "$out/vg" 2>/dev/null | wc -l | tr -d ' ')
+    verdict=$(grep -E '^valgrind: ' "$v" | tail -1 | sed 's/^valgrind: //')
+    echo "**Valgrind** (\`make valgrind\`, memcheck, definite leaks are errors, run $(date -u -r "$v" +%Y-%m-%d)): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$v" | tail -1); $nvg processes checked (test processes, the servers they started, the corpus replays): ${verdict:-see $v}."
   else
     echo "**Valgrind**: not run (\`make valgrind\`)."
   fi

@@ -17,7 +17,7 @@
  *     whole through a subscription, and a refused push pushed again is stored, not dup).
  *
  * A full map that can grow (no cap) must grow, whoever fills it: the projections write in the
- * log's transaction too.
+ * log's transaction too, and rebuild themselves inside the log's open.
  *
  * Failing allocations: build/bin/psl-oom (tests/fault/oom.c) fails the n-th allocation, and
  * every one from the n-th, for every n, in the codec and domain paths and in the log's open,
@@ -268,6 +268,70 @@ TEST_T(faults, map_grows_when_projections_fill_it, 120) {
   psl_projdb_free(db);
   db = NULL;
   /* the projections are whole: reopened read-only, equal to a rebuild */
+  psl_log_opts_t ro;
+  memset(&ro, 0, sizeof ro);
+  ro.read_only = 1;
+  CHECK_OK(psl_log_open(&log, psl_test_tmpdir(), &ro));
+  CHECK_OK(psl_log_with_read_txn(log, verify_projections, NULL));
+  psl_log_close(log);
+  free(g);
+  free(ev);
+  free(res);
+}
+
+/* The projections rebuilt from seq 1 at open (after a change of their format, or when they
+ * claim more than the log holds) rewrite as much as the file already holds, in the open's one
+ * transaction: the open must grow the map for it, or the server would not start again. */
+TEST_T(faults, projection_rebuild_at_open_grows_the_map, 120) {
+  psl_projdb_t *db = NULL;
+  psl_log_opts_t o;
+  psl_log_t *log = NULL;
+  char path[PATH_MAX];
+  memset(&o, 0, sizeof o);
+  o.map_size = GROW_MAP_START;
+  o.hooks = psl_projection_hooks(&db);
+  CHECK_OK(psl_log_open(&log, psl_test_tmpdir(), &o));
+  evgen_t *g = calloc(GROW_BATCH, sizeof *g);
+  psl_event_t *ev = calloc(GROW_BATCH, sizeof *ev);
+  psl_push_result_t *res = calloc(GROW_BATCH, sizeof *res);
+  CHECK(g && ev && res);
+  for (int k = 0; k < GROW_EVENTS / GROW_BATCH; k++) {
+    for (int i = 0; i < GROW_BATCH; i++) {
+      rel_gen(&g[i], 1, 0);
+      g[i].ev.by = psl_str("faults-cw");
+      g[i].ev.dev = psl_str("faults-tablet");
+      ev[i] = g[i].ev;
+    }
+    CHECK_OK(psl_log_append(log, ev, GROW_BATCH, res));
+  }
+  psl_log_close(log);
+  psl_projdb_free(db);
+  db = NULL;
+
+  /* proj_seq past the head: the next open must rebuild the projections from seq 1 */
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  uint8_t seq[8] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  MDB_val k = {8, (void *)"proj_seq"}, v = {sizeof seq, seq};
+  snprintf(path, sizeof path, "%s/log", psl_test_tmpdir());
+  CHECK_OK(mdb_env_create(&env));
+  CHECK_OK(mdb_env_set_maxdbs(env, 32));
+  CHECK_OK(mdb_env_open(env, path, 0, 0600));
+  CHECK_OK(mdb_txn_begin(env, NULL, 0, &txn));
+  CHECK_OK(mdb_dbi_open(txn, "proj_meta", 0, &dbi));
+  CHECK_OK(mdb_put(txn, dbi, &k, &v, 0));
+  CHECK_OK(mdb_txn_commit(txn));
+  mdb_env_close(env);
+
+  /* reopened with the small map asked for: LMDB maps just what the file holds */
+  int rc = psl_log_open(&log, psl_test_tmpdir(), &o);
+  if (rc)
+    psl_test_fail(__FILE__, __LINE__, "the open that rebuilds the projections: %s",
+                  psl_err_name(rc));
+  CHECK_EQ(psl_log_head(log, NULL), GROW_EVENTS);
+  psl_log_close(log);
+  psl_projdb_free(db);
   psl_log_opts_t ro;
   memset(&ro, 0, sizeof ro);
   ro.read_only = 1;

@@ -10,7 +10,8 @@
  *   pgw.c/.h      the PostgreSQL v3 protocol: startup, simple and extended queries, COPY
  *   drv-psl.c     passerelled over WebSocket (tests/support/wsc.h)
  *   drv-redis.c   redis-server: XADD / XRANGE / XREAD BLOCK into one stream `log`
- *   drv-pg.c      postgres: INSERT ... RETURNING / SELECT by position / LISTEN + NOTIFY
+ *   drv-pg.c      postgres: INSERT ... RETURNING / SELECT by position / LISTEN + NOTIFY,
+ *                 preloaded with COPY
  *   work.c        the workloads: ingest, preload, catch-up, rebuild, fan-out, idle
  *   report.c      results, medians, the markdown tables of docs/BENCHMARKS.md
  *
@@ -76,6 +77,9 @@ typedef struct {
   int (*start)(cmp_sys_t *s);   /* a fresh, empty instance in s->dir */
   int (*restart)(cmp_sys_t *s); /* stop and start again on the same data */
   void (*stop)(cmp_sys_t *s);   /* stop; the data stays (the caller removes s->dir) */
+  /* Empty the running instance in place, as good as a fresh one; NULL: the caller stops it
+   * and starts a new one (cheap for passerelled and redis-server, not for initdb). */
+  int (*reset)(cmp_sys_t *s);
   /* Where to read from to get the last `back` events (all when back >= the log's size). */
   int (*locate)(cmp_sys_t *s, uint64_t back, cmp_pos_t *pos);
   /* The projections rebuilt from the whole log; NULL: the generic one of work.c (read every

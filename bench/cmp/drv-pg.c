@@ -288,6 +288,12 @@ static void pg_stop(cmp_sys_t *s) {
   s->d = NULL;
 }
 
+/* TRUNCATE makes a new, empty file for the table and each index, and RESTART IDENTITY puts
+ * the positions back at 1: the table of a new cluster. */
+static int pg_reset(cmp_sys_t *s) {
+  return query1(s, "TRUNCATE events RESTART IDENTITY", NULL, 0);
+}
+
 static int pg_count(cmp_sys_t *s, uint64_t *n) {
   char v[32];
   int rc = query1(s, "SELECT count(*) FROM events", v, sizeof v);
@@ -662,6 +668,7 @@ const cmp_driver_t cmp_drv_pg = {
     .start = pg_start,
     .restart = pg_restart,
     .stop = pg_stop,
+    .reset = pg_reset,
     .locate = pg_locate,
     .rebuild = NULL,
     .count = pg_count,

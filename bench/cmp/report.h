@@ -44,7 +44,7 @@ typedef struct {
   uint64_t headline; /* the log size of the summary table */
   int runs;
   double seconds;
-  char machine[1024];  /* markdown lines */
+  char machine[2048];  /* markdown lines */
   char command[512];
 } cmp_results_t;
 

@@ -7,7 +7,8 @@
  *             first, unmeasured request (its participant's referral), and stops at the last
  *             answer after `seconds`.  events/s = events acknowledged / that time.
  *   preload   the log filled to a size with the largest requests, a new participant each
- *             (referral, then interviews), 32 clients: not a figure, the ground for others.
+ *             (referral, then interviews), 32 clients — or the driver's own faster way
+ *             (PostgreSQL: COPY): not a figure, the ground for the others.
  *   catchup   one client reads the last min(log, 1,000,000) events, again and again for a
  *             few seconds; events/s over every round.
  *   rebuild   the projections from the whole log: the driver's own (passerelle: in process)
