@@ -6,6 +6,7 @@
 #   OUTDIR/crash.txt     `key value` lines of bench/crash-test.c (make crash-test)
 #   OUTDIR/tests.txt     run-tests output of the reliability areas (make reliability-report)
 #   OUTDIR/valgrind.txt  run-tests output under valgrind (make valgrind)
+#   OUTDIR/asan.txt      the output of `make asan`, when saved there
 #   FUZZLOGS/<t>.log     libFuzzer's output with -print_final_stats=1 (make fuzz)
 #   CORPUS/<t>/          the committed corpus
 # A missing input leaves its rows saying "not run".  POSIX sh and awk only.
@@ -74,6 +75,13 @@ num() { # thousands separators
     grep -E '^  (oom [a-z]+|crash|faults|netfaults|fuzz):' "$t" | grep -v ': seed ' | sed 's/^  /- /' || true
   else
     echo "**Tests of the reliability areas**: not run."
+  fi
+  echo
+  a=$out/asan.txt
+  if [ -f "$a" ]; then
+    echo "**AddressSanitizer + UBSan** (\`make asan\`, the whole suite, run $(date -u -r "$a" +%Y-%m-%d)): $(grep -E '^[0-9]+ passed, [0-9]+ failed' "$a" | tail -1)."
+  else
+    echo "**AddressSanitizer + UBSan**: not recorded (\`make asan > $out/asan.txt\`)."
   fi
   echo
   v=$out/valgrind.txt

@@ -24,6 +24,12 @@
  *
  * Exit status 0 and "oom <workload>: T allocations, N runs, F injected failures, 0 wrong";
  * 1 with the first wrong run described.
+ *
+ * Under `make asan` the allocator forwarded to is the sanitizer's: the live count is left to
+ * LeakSanitizer (OOM_COUNT_LIVE), and pthread_getattr_np is wrapped so that the sanitizer's
+ * own set-up of a new thread is never failed (it treats that as a fatal CHECK).  Under
+ * valgrind memcheck replaces this allocator: nothing is counted (the test then fails, which
+ * is why `make valgrind` leaves psl-oom native).
  */
 #include <dlfcn.h>
 #include <errno.h>
