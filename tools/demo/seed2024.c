@@ -1,7 +1,7 @@
 /*
  * seed2024.c — the 2024 data set: 104 people followed in 2024 whose events make the yearly
  * report print the figures of the organisation's 2024 activity report
- * (/work/shared/seed/rapport-activite-2024.md, BRIEF.md §3).  docs/DEMO.md explains how
+ * (the shared seed/rapport-activite-2024.md, BRIEF.md §3).  docs/DEMO.md explains how
  * each figure follows from the rows below.
  *
  * The people are planned row by row (one table per group of the report's sites); their
