@@ -205,6 +205,7 @@ static void measure_idle(cmp_results_t *res, const opts_t *o, cmp_sys_t *s, uint
     return;
   }
   cmp_res_add(res, s->drv->name, "idle_bytes", level, run, id.bytes_per_conn);
+  cmp_res_add(res, s->drv->name, "idle_conns", level, run, (double)n);
   printf("    %zu idle connections: %.0f bytes each (server Pss %ld -> %ld KiB)\n", n,
          id.bytes_per_conn, id.kib_before, id.kib_after);
 }

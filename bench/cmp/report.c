@@ -316,7 +316,7 @@ static void block_machine(FILE *o, const cmp_results_t *r) {
 }
 
 static void block_summary(FILE *o, const cmp_results_t *r) {
-  char label[160], n[48];
+  char label[200], n[48];
   header(o, r, "shape (events/s unless said)", 1);
   for (size_t i = 0; i < NINGEST; i++)
     row(o, r, &INGEST[i], INGEST[i].label, r->headline, RATIOS);
@@ -329,8 +329,16 @@ static void block_summary(FILE *o, const cmp_results_t *r) {
     snprintf(label, sizeof label, "%s (ms)", FANOUT[i].label);
     row(o, r, &FANOUT[i], label, r->headline, i < 2 ? RATIOS : RATIO_BLANK);
   }
-  row(o, r, &IDLE, "10,000 idle connections: bytes per connection (PostgreSQL: 1,000)",
-      r->headline, RATIOS);
+  /* how many connections each store held (PostgreSQL fewer: a process each) */
+  size_t nl = (size_t)snprintf(label, sizeof label, "idle connections, bytes per connection (");
+  for (size_t i = 0; i < r->nsystems && nl < sizeof label; i++) {
+    double c = cmp_res_median(r, r->systems[i], "idle_conns", r->headline);
+    nl += (size_t)snprintf(label + nl, sizeof label - nl, "%s%s: %s", i ? ", " : "",
+                           sys_label(r->systems[i]), isnan(c) ? "?" : num(c, n, sizeof n));
+  }
+  if (nl < sizeof label)
+    snprintf(label + nl, sizeof label - nl, ")");
+  row(o, r, &IDLE, label, r->headline, RATIOS);
   fprintf(o, "\nRatios: how many times better passerelle is (rates: passerelle ÷ peer; "
              "latencies and memory: peer ÷ passerelle); ≥ 1.00× means at least as good.\n");
 }
