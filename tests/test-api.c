@@ -18,6 +18,7 @@
 #include "psl_demo.h"
 #include "psl_domain.h"
 #include "psl_log.h"
+#include "support/demoref.h"
 #include "support/srv.h"
 #include "support/tcli.h"
 #include "support/wsc.h"
@@ -43,42 +44,8 @@ static int64_t wall_ms(void) {
 
 /* ---- The reference: the events folded in process, seq = position + 1. */
 
-typedef struct {
-  const psl_demo_event_t *ev;
-  size_t n;
-} arr_t;
-
-static void stamp(const psl_demo_event_t *d, uint64_t seq, psl_event_t *e) {
-  psl_demo_event_view(d, e);
-  e->seq = seq;
-  e->ver = (uint64_t)d->expect + 1;
-  e->rec = d->at;
-  e->by = psl_str("coord-test");
-  e->dev = psl_str("laptop-1");
-}
-
-static int arr_iter(void *arg, psl_str_t stream, uint64_t before, psl_event_fn fn, void *fa) {
-  const arr_t *a = arg;
-  for (size_t i = 0; i < a->n && i + 1 < before; i++) {
-    if (strlen(a->ev[i].stream) != stream.len || memcmp(a->ev[i].stream, stream.ptr, stream.len))
-      continue;
-    psl_event_t e;
-    stamp(&a->ev[i], i + 1, &e);
-    int rc = fn(fa, &e);
-    if (rc)
-      return rc;
-  }
-  return 0;
-}
-
 static void fx_reference(fx_t *f) {
-  arr_t a = {f->ev, f->n};
-  CHECK_OK(psl_proj_new(&f->ref));
-  for (size_t i = 0; i < f->n; i++) {
-    psl_event_t e;
-    stamp(&f->ev[i], i + 1, &e);
-    CHECK_OK(psl_proj_apply(f->ref, &e, arr_iter, &a));
-  }
+  CHECK_OK(demoref_fold(f->ev, f->n, "coord-test", "laptop-1", &f->ref));
 }
 
 static void fx_init(fx_t *f) {

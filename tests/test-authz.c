@@ -29,6 +29,7 @@
 #include "psl_proto.h"
 #include "support/evgen.h"
 #include "support/mpw.h"
+#include "support/require.h"
 #include "support/srv.h"
 #include "support/tcli.h"
 #include "support/wsc.h"
@@ -38,24 +39,7 @@
 
 static srv_t *a_srv;
 
-static void a_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
-static void a_fail(const char *file, int line, const char *fmt, ...) {
-  char msg[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (a_srv)
-    srv_dump_log(a_srv, 1500);
-  psl_test_fail(file, line, "%s", msg);
-}
-
-#define AREQ(cond, ...)                                                                  \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      a_fail(__FILE__, __LINE__, __VA_ARGS__);                                           \
-  } while (0)
+#define AREQ(cond, ...) SRV_REQUIRE(a_srv, cond, __VA_ARGS__)
 
 /* ---- Roles and the matrix. */
 
@@ -185,7 +169,7 @@ static int a_push(afx_t *f, int r, const evgen_t *e) {
     return OK;
   if (res.err == PSL_EFORBIDDEN)
     return NO;
-  a_fail(__FILE__, __LINE__, "push %.*s as %s: err %d (%s)", (int)e->ev.type.len, e->ev.type.ptr,
+  srv_fail(a_srv, __FILE__, __LINE__, "push %.*s as %s: err %d (%s)", (int)e->ev.type.len, e->ev.type.ptr,
          role_label[r], res.err, res.msg);
 }
 

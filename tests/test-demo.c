@@ -19,6 +19,7 @@
 #include "psl_demo.h"
 #include "psl_domain.h"
 #include "support/run.h"
+#include "support/demoref.h"
 #include "support/srv.h"
 
 /* ---- Reading the Markdown report as printed. */
@@ -163,34 +164,6 @@ static void check_valid_and_ordered(const psl_demo_event_t *ev, size_t n, int by
   free(vers);
 }
 
-/* psl_stream_iter_fn over an array of pushed events (seq = index + 1). */
-typedef struct {
-  const psl_demo_event_t *ev;
-  size_t n;
-} arr_t;
-
-static void stamp(const psl_demo_event_t *d, uint64_t seq, psl_event_t *e) {
-  psl_demo_event_view(d, e);
-  e->seq = seq;
-  e->ver = (uint64_t)d->expect + 1;
-  e->rec = d->at;
-  e->by = psl_str("demo");
-  e->dev = psl_str("test");
-}
-
-static int arr_iter(void *arg, psl_str_t stream, uint64_t before, psl_event_fn fn, void *fa) {
-  const arr_t *a = arg;
-  for (size_t i = 0; i < a->n && i + 1 < before; i++) {
-    if (strlen(a->ev[i].stream) != stream.len || memcmp(a->ev[i].stream, stream.ptr, stream.len))
-      continue;
-    psl_event_t e;
-    stamp(&a->ev[i], i + 1, &e);
-    int rc = fn(fa, &e);
-    if (rc)
-      return rc;
-  }
-  return 0;
-}
 
 TEST(demo, data_set_2024_meets_the_seed_in_process) {
   psl_demo_event_t *ev;
@@ -199,13 +172,7 @@ TEST(demo, data_set_2024_meets_the_seed_in_process) {
   CHECK(n > 1500);
   check_valid_and_ordered(ev, n, 1);
   psl_proj_t *p;
-  CHECK_OK(psl_proj_new(&p));
-  arr_t a = {ev, n};
-  for (size_t i = 0; i < n; i++) {
-    psl_event_t e;
-    stamp(&ev[i], i + 1, &e);
-    CHECK_OK(psl_proj_apply(p, &e, arr_iter, &a));
-  }
+  CHECK_OK(demoref_fold(ev, n, "demo", "test", &p));
   psl_report_t r;
   psl_buf_t md, json;
   CHECK_OK(psl_proj_report(p, 2024, 0, &r));

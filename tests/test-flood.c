@@ -28,6 +28,7 @@
 #include "psl_access.h"
 #include "psl_proto.h"
 #include "support/evgen.h"
+#include "support/require.h"
 #include "support/srv.h"
 #include "support/tcli.h"
 #include "support/wsc.h"
@@ -43,24 +44,7 @@
 
 static srv_t *f_srv;
 
-static void f_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
-static void f_fail(const char *file, int line, const char *fmt, ...) {
-  char msg[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (f_srv)
-    srv_dump_log(f_srv, 1500);
-  psl_test_fail(file, line, "%s", msg);
-}
-
-#define FREQ(cond, ...)                                                                  \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      f_fail(__FILE__, __LINE__, __VA_ARGS__);                                           \
-  } while (0)
+#define FREQ(cond, ...) SRV_REQUIRE(f_srv, cond, __VA_ARGS__)
 
 static void ffx_start(srv_t *s, char tok[PSL_TOKEN_LEN + 1], const char *a0, const char *a1) {
   char dir[PATH_MAX];

@@ -38,6 +38,7 @@
 #include "psl_log.h"
 #include "psl_proto.h"
 #include "support/evgen.h"
+#include "support/require.h"
 #include "support/srv.h"
 #include "support/tcli.h"
 #include "support/tree.h"
@@ -54,24 +55,7 @@
 
 static srv_t *p_srv;
 
-static void p_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
-static void p_fail(const char *file, int line, const char *fmt, ...) {
-  char msg[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (p_srv)
-    srv_dump_log(p_srv, 1500);
-  psl_test_fail(file, line, "%s", msg);
-}
-
-#define PREQ(cond, ...)                                                                  \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      p_fail(__FILE__, __LINE__, __VA_ARGS__);                                           \
-  } while (0)
+#define PREQ(cond, ...) SRV_REQUIRE(p_srv, cond, __VA_ARGS__)
 
 typedef struct {
   srv_t srv;

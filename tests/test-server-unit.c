@@ -19,6 +19,7 @@
 #include "psl_access.h"
 #include "psl_proto.h"
 #include "support/evgen.h"
+#include "support/require.h"
 #include "support/srv.h"
 #include "support/tcli.h"
 #include "support/wsc.h"
@@ -27,24 +28,7 @@
 
 static srv_t *u_srv;
 
-static void u_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
-static void u_fail(const char *file, int line, const char *fmt, ...) {
-  char msg[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (u_srv)
-    srv_dump_log(u_srv, 1500);
-  psl_test_fail(file, line, "%s", msg);
-}
-
-#define UREQ(cond, ...)                                                                  \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      u_fail(__FILE__, __LINE__, __VA_ARGS__);                                           \
-  } while (0)
+#define UREQ(cond, ...) SRV_REQUIRE(u_srv, cond, __VA_ARGS__)
 
 typedef struct {
   srv_t srv;

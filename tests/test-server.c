@@ -24,6 +24,7 @@
 #include "psl_proto.h"
 #include "support/evgen.h"
 #include "support/mpw.h"
+#include "support/require.h"
 #include "support/srv.h"
 #include "support/tcli.h"
 #include "support/wsc.h"
@@ -40,24 +41,7 @@
 
 static srv_t *cur_srv; /* the test's server, for the log tail on failure */
 
-static void fail_at(const char *file, int line, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
-static void fail_at(const char *file, int line, const char *fmt, ...) {
-  char msg[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (cur_srv)
-    srv_dump_log(cur_srv, 1500);
-  psl_test_fail(file, line, "%s", msg);
-}
-
-#define REQUIRE(cond, ...)                                                               \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      fail_at(__FILE__, __LINE__, __VA_ARGS__);                                          \
-  } while (0)
+#define REQUIRE(cond, ...) SRV_REQUIRE(cur_srv, cond, __VA_ARGS__)
 
 /* ---- Fixture: a server on a fresh data folder and a coordinator token. */
 
@@ -133,7 +117,7 @@ static void expect_quiet(wsc_t *c, int ms, const char *what) {
   if (r == 0) {
     tcli_describe(&m, desc, sizeof desc);
     psl_msg_free(&m);
-    fail_at(__FILE__, __LINE__, "%s: expected nothing for %d ms, got %s", what, ms, desc);
+    srv_fail(cur_srv, __FILE__, __LINE__, "%s: expected nothing for %d ms, got %s", what, ms, desc);
   }
   REQUIRE(r == PSL_EAGAIN, "%s: %s", what, err);
 }

@@ -18,6 +18,7 @@
 #include "psl_proto.h"
 #include "support/evgen.h"
 #include "support/mpw.h"
+#include "support/require.h"
 #include "support/srv.h"
 #include "support/tcli.h"
 #include "support/tls.h"
@@ -27,24 +28,7 @@
 
 static srv_t *w_srv;
 
-static void w_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
-static void w_fail(const char *file, int line, const char *fmt, ...) {
-  char msg[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (w_srv)
-    srv_dump_log(w_srv, 1500);
-  psl_test_fail(file, line, "%s", msg);
-}
-
-#define WREQ(cond, ...)                                                                  \
-  do {                                                                                   \
-    if (!(cond))                                                                         \
-      w_fail(__FILE__, __LINE__, __VA_ARGS__);                                           \
-  } while (0)
+#define WREQ(cond, ...) SRV_REQUIRE(w_srv, cond, __VA_ARGS__)
 
 typedef struct {
   srv_t srv;
