@@ -20,6 +20,11 @@
  * A response is sent in two steps, as lws wants: headers from the HTTP callback, the body
  * from the next HTTP_WRITEABLEs (PSL_HTTP_WRITE_CHUNK at a time, as HTTP/2 needs), then the
  * transaction is completed (keep-alive).
+ *
+ * Fresh reads: an API answer reflects every event answered (`pushed`) before the request.
+ * The log makes answered events readable up to PSL_LOG_VISIBLE_MS later (server/log_write.c),
+ * so a request that finds answered events not yet readable asks the log to commit now and
+ * waits in srv->http_waiters; the commit's wake-up (psl__http_wake) runs it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +52,13 @@ typedef struct {
   psl_buf_t body; /* response body waiting for HTTP_WRITEABLE */
   size_t sent;    /* bytes of body already written */
   int flushing;   /* the whole body is written; lws still holds part of it */
+  /* A fresh read waiting for the commit of seq wait_seq (srv->http_waiters). */
+  psl__link_t wait_link;
+  int waiting;
+  size_t route;
+  uint64_t wait_seq;
+  struct lws *wsi;
+  char path[PSL_HTTP_MAX_PATH], query[PSL_HTTP_MAX_QUERY];
 } http_session_t;
 
 size_t psl__http_session_size(void) { return sizeof(http_session_t); }
@@ -79,7 +91,8 @@ static int http_healthz(const psl__http_req_t *req, psl__http_resp_t *resp) {
 static int http_metrics(const psl__http_req_t *req, psl__http_resp_t *resp) {
   psl__server_t *srv = req->srv;
   srv->metrics.connections = srv->nconns;
-  srv->metrics.head_seq = srv->head;
+  srv->metrics.head_seq = !srv->starting && srv->log ? psl_log_answered(srv->log) : srv->head;
+  srv->metrics.readable_seq = srv->head;
   srv->metrics.log_writable = srv->log_writable;
   resp->ctype = "text/plain; version=0.0.4; charset=utf-8";
   return psl_metrics_render(&srv->metrics, resp->body);
@@ -88,19 +101,20 @@ static int http_metrics(const psl__http_req_t *req, psl__http_resp_t *resp) {
 static const struct {
   const char *path;
   psl__http_handler_t fn;
+  int fresh; /* reflects every event answered before the request (see the top) */
 } http_routes[] = {
-    {"/healthz", http_healthz},
-    {"/metrics", http_metrics},
+    {"/healthz", http_healthz, 0},
+    {"/metrics", http_metrics, 0},
     /* The HTTP API (api.c): JSON answers, bearer tokens.  A path ending in '*' matches
      * every path that starts with what precedes the '*'. */
-    {"/api/v1/counters", psl__api_counters},
-    {"/api/v1/participants/*", psl__api_participant},
-    {"/api/v1/report", psl__api_report},
+    {"/api/v1/counters", psl__api_counters, 1},
+    {"/api/v1/participants/*", psl__api_participant, 1},
+    {"/api/v1/report", psl__api_report, 1},
     /* The dashboard (www.c: files of server/www/ embedded at build time). */
-    {"/", psl__www_handler},
-    {"/app.js", psl__www_handler},
-    {"/app.css", psl__www_handler},
-    {"/favicon.svg", psl__www_handler},
+    {"/", psl__www_handler, 0},
+    {"/app.js", psl__www_handler, 0},
+    {"/app.css", psl__www_handler, 0},
+    {"/favicon.svg", psl__www_handler, 0},
 };
 
 /* ---- Plumbing. */
@@ -210,33 +224,70 @@ static int http_route_matches(const char *route, const char *path) {
   return strcmp(path, route) == 0;
 }
 
+/* Run route i for the request in s (path, query) and send its answer. */
+static int http_run(struct lws *wsi, http_session_t *s, size_t i) {
+  psl__http_req_t req = {http_server(wsi), wsi, s->path, s->query};
+  psl__http_resp_t resp = {200, "text/plain; charset=utf-8", &s->body, NULL};
+  int rc = http_routes[i].fn(&req, &resp);
+  if (rc != 0) {
+    psl_say(PSL_SAY_ERROR, "http %s failed: %s", http_routes[i].path, psl_strerror(rc));
+    psl_buf_reset(&s->body);
+    http_printf(&s->body, "internal error\n");
+    return http_respond(wsi, s, 500, "text/plain; charset=utf-8", NULL);
+  }
+  return http_respond(wsi, s, resp.status, resp.ctype, resp.headers);
+}
+
+static void http_unwait(http_session_t *s) {
+  if (!s->waiting)
+    return;
+  psl__list_remove(&s->wait_link);
+  s->waiting = 0;
+}
+
+void psl__http_wake(psl__server_t *srv) {
+  psl__link_t *l = srv->http_waiters.next;
+  while (l != &srv->http_waiters) {
+    http_session_t *s = psl__container_of(l, http_session_t, wait_link);
+    l = l->next;
+    if (s->wait_seq > srv->head)
+      continue;
+    http_unwait(s);
+    if (http_run(s->wsi, s, s->route) != 0)
+      lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+  }
+}
+
 static int http_serve(struct lws *wsi, http_session_t *s, const char *uri) {
   psl__server_t *srv = http_server(wsi);
+  http_unwait(s);
   psl_buf_free(&s->body);
   psl_buf_init(&s->body, LWS_PRE);
   s->sent = 0;
   s->flushing = 0;
-  char path[PSL_HTTP_MAX_PATH], query[PSL_HTTP_MAX_QUERY];
-  snprintf(path, sizeof path, "%s", uri ? uri : "");
-  http_query(wsi, query, sizeof query);
+  snprintf(s->path, sizeof s->path, "%s", uri ? uri : "");
+  http_query(wsi, s->query, sizeof s->query);
   int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
   for (size_t i = 0; i < sizeof http_routes / sizeof http_routes[0]; i++) {
-    if (!http_route_matches(http_routes[i].path, path))
+    if (!http_route_matches(http_routes[i].path, s->path))
       continue;
     if (!is_get) {
       http_printf(&s->body, "method not allowed\n");
       return http_respond(wsi, s, 405, "text/plain; charset=utf-8", NULL);
     }
-    psl__http_req_t req = {srv, wsi, path, query};
-    psl__http_resp_t resp = {200, "text/plain; charset=utf-8", &s->body, NULL};
-    int rc = http_routes[i].fn(&req, &resp);
-    if (rc != 0) {
-      psl_say(PSL_SAY_ERROR, "http %s failed: %s", http_routes[i].path, psl_strerror(rc));
-      psl_buf_reset(&s->body);
-      http_printf(&s->body, "internal error\n");
-      return http_respond(wsi, s, 500, "text/plain; charset=utf-8", NULL);
+    uint64_t answered = http_routes[i].fresh && !srv->starting && srv->log
+                            ? psl_log_answered(srv->log)
+                            : 0;
+    if (answered > srv->head) { /* wait for the commit that makes them readable */
+      s->wsi = wsi;
+      s->route = i;
+      s->wait_seq = answered;
+      s->waiting = 1;
+      psl__list_push(&srv->http_waiters, &s->wait_link);
+      psl_log_commit_soon(srv->log);
+      return 0;
     }
-    return http_respond(wsi, s, resp.status, resp.ctype, resp.headers);
+    return http_run(wsi, s, i);
   }
   http_printf(&s->body, "not found\n");
   return http_respond(wsi, s, 404, "text/plain; charset=utf-8", NULL);
@@ -306,8 +357,10 @@ int psl__http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     return s ? http_write_body(wsi, s) : 0;
   case LWS_CALLBACK_CLOSED_HTTP:
   case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-    if (s)
+    if (s) {
+      http_unwait(s);
       psl_buf_free(&s->body);
+    }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
   default:
     return lws_callback_http_dummy(wsi, reason, user, in, len);

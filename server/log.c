@@ -3,8 +3,13 @@
  * discipline every other log file follows.  The format below is the log's.  Its files:
  *
  *   log.c         this: the environment, the format, the transaction helpers
- *   log_write.c   the writer thread: submission queue, group commit, map growth
- *   log_apply.c   one batch's write transaction: what each event writes, in what order
+ *   log_write.c   the writer thread: submission queue, group commit, the open transaction,
+ *                 map growth
+ *   log_apply.c   one batch in the open write transaction: what each event writes, in order
+ *   log_journal.c the journal: one fsync'd frame per answered batch (its format is there)
+ *   log_replay.c  the journal's records past LMDB's head, applied again (at open, after a
+ *                 lost transaction)
+ *   log_overlay.c the streams answered but not yet readable, for version checks
  *   log_index.c   a batch's `streams` and `terr` entries, written in runs at its end
  *   log_chain.c   the chain hasher thread that hashes a large batch alongside the writer
  *   log_read.c    ranges with territory and stream filters, one event, a stream's version
@@ -12,10 +17,15 @@
  *
  * ENVIRONMENT
  *
+ *   DIR/log/journal: the journal (log_journal.c).  An answer waits for its fsync, not for
+ *   LMDB's: the writer commits its open transaction every PSL_LOG_VISIBLE_MS or so, and
+ *   psl_log_open applies the journal's records past LMDB's head before anything else.
+ *
  *   DIR/log/data.mdb, DIR/log/lock.mdb: one LMDB environment, opened MDB_NOTLS (a read
  *   transaction may begin on one thread and end on another, and the server reads from many),
  *   at most 32 named databases (the log's five, the rest for hooks), 512 reader slots.
- *   Durable: default flags, so every commit is fsync'd before it returns.  Not MDB_NOSYNC or
+ *   Durable: default flags, so every commit is fsync'd before it returns (the journal's records
+ *   are dropped only after that).  Not MDB_NOSYNC or
  *   MDB_NOMETASYNC (an acknowledged commit must survive a power cut), and not MDB_WRITEMAP:
  *   measured here its commits were ~2.5 times slower (it msyncs the whole map), and with it
  *   a full disk turns into SIGBUS on a write through the map instead of an error.
@@ -271,6 +281,18 @@ static int open_dbs(psl_log_t *log, MDB_txn *txn) {
   return 0;
 }
 
+/* Apply the journal's records past the head (what a crash left answered but not committed),
+ * in the open's transaction.  0, MDB_MAP_FULL (grow and run the open again), or a PSL_E*. */
+static int replay_journal(psl_log_t *log, MDB_txn *txn) {
+  int mdb_rc;
+  uint64_t n;
+  int err = psl__log_replay(log, txn, 1, &mdb_rc, &log->head, log->head_hash, &n);
+  if (err)
+    return mdb_rc == MDB_MAP_FULL ? MDB_MAP_FULL : err;
+  log->stats.replayed = n;
+  return 0;
+}
+
 /* Map an error of open_dbs: our own format checks become PSL_ECORRUPT; a hook's PSL_E*
  * stays as it is. */
 static int open_err(int rc) {
@@ -324,12 +346,16 @@ static int env_open(psl_log_t *log, const char *dir, const psl_log_opts_t *opts)
       (rc = mdb_env_set_mapsize(log->env, map)) != 0 ||
       (rc = mdb_env_open(log->env, path, flags, LOG_FILE_MODE)) != 0)
     return psl_err_from_mdb(rc);
+  if (!log->read_only && (rc = psl__journal_open(&log->journal, path)) != 0)
+    return rc;
 
   MDB_txn *txn;
   for (;;) {
     if ((rc = psl__log_txn_begin(log, log->read_only ? MDB_RDONLY : 0, &txn)) != 0)
       return psl__log_write_err(rc);
     rc = open_dbs(log, txn);
+    if (rc == 0 && !log->read_only)
+      rc = replay_journal(log, txn);
     if (log->read_only || (rc != MDB_MAP_FULL && rc != PSL_EUNAVAILABLE))
       break;
     /* The open's own transaction filled the map: a hook's catch-up (the projections rebuilt
@@ -365,7 +391,12 @@ int psl_log_open(psl_log_t **out, const char *dir, const psl_log_opts_t *opts) {
   pthread_rwlockattr_destroy(&ra);
   pthread_mutex_init(&log->head_mu, NULL);
   pthread_mutex_init(&log->q_mu, NULL);
-  pthread_cond_init(&log->q_cond, NULL);
+  /* The writer waits on it with a deadline (its open transaction's age): monotonic. */
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&log->q_cond, &ca);
+  pthread_condattr_destroy(&ca);
 
   if (opts) {
     log->map_size_max = opts->map_size_max;
@@ -373,10 +404,15 @@ int psl_log_open(psl_log_t **out, const char *dir, const psl_log_opts_t *opts) {
     log->hooks = opts->hooks;
     log->sealer = opts->sealer;
     log->read_only = opts->read_only;
+    log->visible_ms = opts->visible_ms;
   }
   if (log->max_batch == 0)
     log->max_batch = PSL__LOG_BATCH_DEFAULT;
+  if (log->visible_ms == 0)
+    log->visible_ms = PSL_LOG_VISIBLE_MS;
 
+  if (!log->read_only && (err = psl__overlay_new(&log->overlay)) != 0)
+    goto fail_env;
   if ((err = env_open(log, dir, opts)) != 0)
     goto fail_env;
   if (!log->read_only && (err = psl__log_writer_start(log)) != 0)
@@ -387,6 +423,8 @@ int psl_log_open(psl_log_t **out, const char *dir, const psl_log_opts_t *opts) {
 fail_env:
   if (log->env)
     mdb_env_close(log->env);
+  psl__journal_close(log->journal);
+  psl__overlay_free(log->overlay);
   pthread_cond_destroy(&log->q_cond);
   pthread_mutex_destroy(&log->q_mu);
   pthread_mutex_destroy(&log->head_mu);
@@ -400,6 +438,8 @@ void psl_log_close(psl_log_t *log) {
     return;
   psl__log_writer_stop(log);
   mdb_env_close(log->env);
+  psl__journal_close(log->journal);
+  psl__overlay_free(log->overlay);
   pthread_cond_destroy(&log->q_cond);
   pthread_mutex_destroy(&log->q_mu);
   pthread_mutex_destroy(&log->head_mu);
@@ -425,6 +465,22 @@ uint64_t psl_log_head(psl_log_t *log, uint8_t hash[PSL_HASH_BYTES]) {
     memcpy(hash, log->head_hash, PSL_HASH_BYTES);
   pthread_mutex_unlock(&log->head_mu);
   return head;
+}
+
+uint64_t psl_log_answered(psl_log_t *log) {
+  if (log->read_only)
+    return psl_log_head(log, NULL);
+  pthread_mutex_lock(&log->head_mu);
+  uint64_t a = log->answered > log->head && !log->stalled ? log->answered : log->head;
+  pthread_mutex_unlock(&log->head_mu);
+  return a;
+}
+
+void psl_log_commit_soon(psl_log_t *log) {
+  pthread_mutex_lock(&log->q_mu);
+  log->commit_soon = 1;
+  pthread_cond_signal(&log->q_cond);
+  pthread_mutex_unlock(&log->q_mu);
 }
 
 void psl_log_stats(psl_log_t *log, psl_log_stats_t *st) {

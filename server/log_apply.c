@@ -1,6 +1,8 @@
 /*
- * log_apply.c — what one batch writes: the events of a group of requests, in one LMDB write
- * transaction, committed durably (the format is in log.c; the group commit in log_write.c).
+ * log_apply.c — what one batch writes: the events of a group of requests, applied inside the
+ * writer's open LMDB write transaction, each stored record also added to the journal's frame
+ * (the format is in log.c and log_journal.c; the group commit and the journal's fsync in
+ * log_write.c).
  *
  * One event:
  *
@@ -23,12 +25,9 @@
  * events, and the records are stored as their hashes come back.  hooks.apply is called in
  * that step, so in seq order, inside the transaction.
  *
- * The head (seq, hash) lives in the batch until the commit succeeds; after a failure the
- * caller empties the stream cache, which may hold versions that were never committed.
- *
- * The sealer's prepare runs between the last event and the log's commit, so that what the
- * sealed records rely on (the keys of server/keys.c) is durable before they are; committed or
- * aborted ends every attempt.
+ * The head (seq, hash) lives in the batch until it succeeds; after a failure the caller
+ * aborts the transaction and empties the stream cache, which may hold versions that were
+ * never stored.
  */
 #include "log_int.h"
 
@@ -59,6 +58,7 @@ _Static_assert(PSL_MAX_STREAM <= UINT8_MAX, "stream_slot_t.len is one byte");
 
 struct psl__writer_s {
   stream_slot_t cache[STREAM_CACHE_SLOTS];
+  uint64_t head; /* the head the cache reflects (0 with an empty cache) */
   psl_buf_t buf; /* the record of an inline (unpipelined) event: no allocation per event */
   psl_buf_t seal; /* the sealer's output for the event being encoded */
   psl__chain_t *chain;
@@ -120,9 +120,10 @@ void psl__writer_free(psl__writer_t *w) {
 void psl__writer_forget(psl__writer_t *w) {
   for (size_t i = 0; i < STREAM_CACHE_SLOTS; i++)
     w->cache[i].len = 0;
+  w->head = 0;
 }
 
-static uint64_t name_hash(const char *p, size_t n) { /* FNV-1a, 64 bits */
+uint64_t psl__stream_hash(const char *p, size_t n) { /* FNV-1a, 64 bits */
   uint64_t h = 0xcbf29ce484222325ull;
   for (size_t i = 0; i < n; i++)
     h = (h ^ (uint8_t)p[i]) * 0x100000001b3ull;
@@ -197,12 +198,15 @@ static int put_record(batch_t *b, psl_event_t *ev, const psl_buf_t *r) {
   int rc = mdb_cursor_put(b->c_events, &k, &v, MDB_APPEND);
   if (rc)
     return batch_fail(b, rc == MDB_KEYEXIST ? MDB_CORRUPTED : rc);
+  int err = psl__journal_add(log->journal, ev->seq, rec, r->len);
+  if (err)
+    return err;
   memcpy(b->hash, rec, PSL_HASH_BYTES);
   memcpy(ev->hash, rec, PSL_HASH_BYTES);
   ev->has_hash = 1;
   b->seq = ev->seq;
   if (log->hooks.apply) {
-    int err = log->hooks.apply(log->hooks.arg, b->txn, ev);
+    err = log->hooks.apply(log->hooks.arg, b->txn, ev);
     /* Inside a write transaction LMDB's only "unavailable" is a full map (disk writes come
      * at the commit): grow and run the batch again, as for the log's own puts. */
     if (err == PSL_EUNAVAILABLE)
@@ -345,7 +349,7 @@ static int apply_event(batch_t *b, psl_event_t *ev, psl_push_result_t *res) {
     refuse(res, PSL_EINVALID, bad);
     return 0;
   }
-  uint64_t h = name_hash(ev->stream.ptr, ev->stream.len);
+  uint64_t h = psl__stream_hash(ev->stream.ptr, ev->stream.len);
   if ((err = stream_version(b, ev, h, &slot, &cur)) != 0)
     return err;
   if ((ev->expect == 0 && cur != 0) || (ev->expect > 0 && (uint64_t)ev->expect != cur)) {
@@ -409,12 +413,12 @@ static int open_cursors(batch_t *b) {
 static int apply_all(batch_t *b, psl_append_req_t *first) {
   psl_log_t *log = b->log;
   int rc, err;
-  /* The head as this transaction sees it.  It differs from the one in memory only if another
-   * process wrote to the log (two servers on one folder: a mistake, but not a corruption):
-   * then the cached stream versions may be stale too. */
+  /* The head as this transaction sees it.  It differs from the one the cache reflects after
+   * a replay (the cache may hold versions of an aborted batch), or if another process wrote
+   * to the log (two servers on one folder: a mistake, but not a corruption). */
   if ((rc = psl__log_meta_head(log, b->txn, &b->seq, b->hash)) != 0)
     return batch_fail(b, rc);
-  if (b->seq != psl_log_head(log, NULL))
+  if (b->seq != b->w->head)
     psl__writer_forget(b->w);
   uint64_t start = b->seq;
   b->next_seq = b->seq + 1;
@@ -448,29 +452,24 @@ static int apply_all(batch_t *b, psl_append_req_t *first) {
   return 0;
 }
 
-int psl__batch_commit(psl_log_t *log, psl__writer_t *w, psl_append_req_t *first, int *mdb_rc,
-                      uint64_t *head, uint8_t hash[PSL_HASH_BYTES]) {
+int psl__batch_apply(psl_log_t *log, psl__writer_t *w, MDB_txn *txn, psl_append_req_t *first,
+                     int *mdb_rc, uint64_t *head, uint8_t hash[PSL_HASH_BYTES]) {
   batch_t b;
-  int rc, err;
   memset(&b, 0, sizeof b);
   b.log = log;
   b.w = w;
+  b.txn = txn;
   b.rec = now_ms();
-  if ((rc = psl__log_txn_begin(log, 0, &b.txn)) != 0) {
-    err = batch_fail(&b, rc);
-  } else if ((err = apply_all(&b, first)) != 0) {
-    if (b.pipelined)
-      psl__chain_drain(w->chain); /* the hasher may still be reading this batch's slots */
-    psl__log_txn_end(log, b.txn, 0); /* frees the cursors */
-  } else if (log->sealer.prepare && (err = log->sealer.prepare(log->sealer.arg)) != 0) {
-    psl__log_txn_end(log, b.txn, 0);
-  } else if ((rc = psl__log_txn_end(log, b.txn, 1)) != 0) {
-    err = batch_fail(&b, rc);
-  }
-  if (err && log->sealer.aborted)
-    log->sealer.aborted(log->sealer.arg);
-  else if (!err && log->sealer.committed)
-    log->sealer.committed(log->sealer.arg);
+  int err = apply_all(&b, first);
+  if (err && b.pipelined)
+    psl__chain_drain(w->chain); /* the hasher may still be reading this batch's slots */
+  /* The transaction goes on after the batch: its cursors end here. */
+  MDB_cursor *cursors[] = {b.c_events, b.c_ids, b.c_streams, b.c_terr};
+  for (size_t i = 0; i < sizeof cursors / sizeof cursors[0]; i++)
+    if (cursors[i])
+      mdb_cursor_close(cursors[i]);
+  if (!err)
+    w->head = b.seq;
   *mdb_rc = b.mdb_rc;
   *head = b.seq;
   memcpy(hash, b.hash, PSL_HASH_BYTES);

@@ -32,12 +32,24 @@
 #define PSL__LOG_MAX_READERS 512u
 /* Named databases: the log's 5 plus room for the projections' own (psl_log_hooks_t). */
 #define PSL__LOG_MAX_DBS 32u
+/* Event bytes the writer's open transaction gathers before it is committed whatever its age:
+ * half of PSL__LOG_BATCH_BYTES's reasoning (LMDB's 128 Ki dirty pages), so that one more
+ * batch of the largest size still fits. */
+#define PSL__LOG_OPEN_BYTES ((size_t)32 << 20)
+/* A batch of at least this many event bytes is made durable by committing LMDB, not through
+ * the journal: its commit's cost is shared by enough events, and the journal would only
+ * write every byte twice (measured: 4,096-event batches, ~1.4 MB, lost a third of their
+ * rate through the journal).  256 KiB is ~750 events of 300 bytes. */
+#define PSL__LOG_DIRECT_BYTES ((size_t)256 << 10)
 
 /* Key and value widths of the on-disk format (log.c). */
 #define PSL__SEQ_BYTES 8
 #define PSL__REC_HASH PSL_HASH_BYTES /* an events value starts with the chain hash */
 
 
+
+typedef struct psl__journal_s psl__journal_t;
+typedef struct psl__overlay_s psl__overlay_t;
 
 struct psl_log_s {
   MDB_env *env;
@@ -59,6 +71,8 @@ struct psl_log_s {
   pthread_mutex_t head_mu;
   uint64_t head;
   uint8_t head_hash[PSL_HASH_BYTES];
+  uint64_t answered; /* last seq answered (durable in the journal or LMDB) */
+  int stalled;       /* answered events the writer cannot make readable yet (disk full) */
   psl_log_stats_t stats;
 
   /* Submission queue (writer.c): FIFO of requests linked by next_. */
@@ -66,12 +80,19 @@ struct psl_log_s {
   pthread_cond_t q_cond;
   psl_append_req_t *q_first, *q_last;
   int closing;
+  int commit_soon; /* psl_log_commit_soon: commit the open transaction at once */
   int writer_started;
   pthread_t writer_thread;
   void (*on_commit)(void *arg, uint64_t head);
   void *on_commit_arg;
   int writer_failed; /* sticky: the env reported MDB_PANIC; every batch fails */
   struct psl__writer_s *writer; /* the writer thread's own state (log_apply.c) */
+  unsigned visible_ms;          /* psl_log_opts_t.visible_ms, or the default */
+
+  /* Writable logs only (NULL read-only): the journal (log_journal.c) and the streams it
+   * answers for until the open transaction commits (log_overlay.c). */
+  psl__journal_t *journal;
+  psl__overlay_t *overlay;
 };
 
 /* ---- log.c */
@@ -111,6 +132,51 @@ int psl__log_write_err(int rc);
 /* Current version of a stream (0: none) with a cursor on `streams`.  LMDB code. */
 int psl__stream_version(MDB_cursor *c, const char *stream, size_t len, uint64_t *ver);
 
+/* ---- log_journal.c: one frame per answered batch, fsync'd before the answer. */
+
+int psl__journal_open(psl__journal_t **out, const char *logdir);
+void psl__journal_close(psl__journal_t *j); /* accepts NULL */
+/* fn for each record of the journal's round, in seq order; record = hash ‖ canonical. */
+typedef int (*psl__journal_fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len);
+/* written != 0: only the frames this process wrote in the current round (the writer, after
+ * it lost its open transaction); 0: whatever the file holds (at open), after which the next
+ * frame starts a new round at offset 0.  Returns 0, fn's error, PSL_ENOMEM. */
+int psl__journal_scan(psl__journal_t *j, int written, psl__journal_fn fn, void *arg);
+/* Gather a frame: begin, add each stored record in seq order, sync (write it and fdatasync;
+ * nothing to do when empty).  sync's error: PSL_EUNAVAILABLE (disk full), PSL_EIO, ...
+ * gather = 0: only count the records (a batch that LMDB's commit makes durable instead). */
+void psl__journal_begin(psl__journal_t *j, int gather);
+int psl__journal_add(psl__journal_t *j, uint64_t seq, const uint8_t *rec, size_t len);
+int psl__journal_sync(psl__journal_t *j);
+/* Take back the frame the last sync wrote (its batch could not be answered after all). */
+void psl__journal_unsync(psl__journal_t *j);
+uint32_t psl__journal_count(const psl__journal_t *j);
+/* The gathered records in order: *off starts at 0; NULL after the last. */
+const uint8_t *psl__journal_record(const psl__journal_t *j, size_t *off, size_t *len);
+/* Everything written is now in LMDB, durably: the next frame starts a new round at 0. */
+void psl__journal_reset(psl__journal_t *j);
+
+/* ---- log_overlay.c: answered streams not yet readable from LMDB. */
+
+int psl__overlay_new(psl__overlay_t **out);
+void psl__overlay_free(psl__overlay_t *o); /* accepts NULL */
+/* Writer only.  0 or PSL_ENOMEM. */
+int psl__overlay_put(psl__overlay_t *o, const char *name, size_t len, uint64_t ver, uint64_t seq,
+                     const uint8_t *rec, size_t rec_len);
+void psl__overlay_clear(psl__overlay_t *o);
+/* 1 with *ver (may be NULL) and fn called on its last record (fn may be NULL, called under
+ * the overlay's lock) when the overlay holds the stream, else 0. */
+int psl__overlay_get(psl__overlay_t *o, const char *name, size_t len, uint64_t *ver,
+                     psl_record_fn fn, void *arg);
+
+/* ---- log_replay.c: the journal's records past the head, applied again in txn. */
+
+/* at_open: scan the whole file (psl__journal_scan written = 0), else the frames written this
+ * round.  0 with *head, hash the new head and *replayed the count; or PSL_ECORRUPT, or an
+ * error with *mdb_rc the LMDB code (MDB_MAP_FULL: grow the map and run it again). */
+int psl__log_replay(psl_log_t *log, MDB_txn *txn, int at_open, int *mdb_rc, uint64_t *head,
+                    uint8_t hash[PSL_HASH_BYTES], uint64_t *replayed);
+
 /* ---- log_write.c: the writer thread and its queue. */
 
 int psl__log_writer_start(psl_log_t *log);
@@ -124,12 +190,15 @@ void psl__writer_free(psl__writer_t *w); /* accepts NULL */
 /* Forget the cached stream versions (after a failed batch: they may never have been
  * committed). */
 void psl__writer_forget(psl__writer_t *w);
-/* Apply the batch's events in one write transaction and commit it durably.  0 with *head and
+/* Apply the batch's events in the write transaction txn (not committed here), adding each
+ * stored record to the journal's frame (psl__journal_begin was called).  0 with *head and
  * hash the new head, or a PSL_E* with *mdb_rc the LMDB code that failed it (MDB_MAP_FULL:
- * grow the map and try again).  Results and event stamps are written as it goes: on failure
- * the caller must treat them as void. */
-int psl__batch_commit(psl_log_t *log, psl__writer_t *w, psl_append_req_t *first, int *mdb_rc,
-                      uint64_t *head, uint8_t hash[PSL_HASH_BYTES]);
+ * grow the map and try again): then txn must be aborted.  Results and event stamps are
+ * written as it goes: on failure the caller must treat them as void. */
+int psl__batch_apply(psl_log_t *log, psl__writer_t *w, MDB_txn *txn, psl_append_req_t *first,
+                     int *mdb_rc, uint64_t *head, uint8_t hash[PSL_HASH_BYTES]);
+/* FNV-1a of a stream name: the writer's cache, the batch index, the overlay. */
+uint64_t psl__stream_hash(const char *p, size_t n);
 
 /* ---- log_index.c: a batch's `streams` and `terr` entries, written at its end. */
 

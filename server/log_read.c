@@ -253,6 +253,8 @@ int psl_log_stream_version(psl_log_t *log, const char *stream, size_t len, uint6
   MDB_cursor *c;
   int rc;
   *ver = 0;
+  if (log->overlay && psl__overlay_get(log->overlay, stream, len, ver, NULL, NULL))
+    return 0; /* answered, not yet committed */
   if ((rc = psl__log_txn_begin(log, MDB_RDONLY, &txn)) != 0)
     return psl_err_from_mdb(rc);
   if ((rc = mdb_cursor_open(txn, log->db_streams, &c)) == 0) {
@@ -270,6 +272,8 @@ int psl_log_stream_last(psl_log_t *log, const char *stream, size_t len, psl_reco
   int rc, err = 0;
   if (len == 0 || len > PSL_MAX_STREAM)
     return 0; /* never stored (log_apply.c refuses such names) */
+  if (log->overlay && psl__overlay_get(log->overlay, stream, len, NULL, fn, arg))
+    return 0; /* answered, not yet committed */
   if ((rc = psl__log_txn_begin(log, MDB_RDONLY, &txn)) != 0)
     return psl_err_from_mdb(rc);
   if ((rc = mdb_cursor_open(txn, log->db_streams, &c)) == 0) {

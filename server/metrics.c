@@ -109,7 +109,9 @@ int psl_metrics_render(const psl_metrics_t *m, psl_buf_t *out) {
   } rows[] = {
       {"passerelle_connections", "gauge", "Open WebSocket connections.", m->connections},
       {"passerelle_subscribers", "gauge", "Active subscriptions.", m->subscribers},
-      {"passerelle_head_seq", "gauge", "Last committed seq of the log.", m->head_seq},
+      {"passerelle_head_seq", "gauge", "Last seq answered (durable) of the log.", m->head_seq},
+      {"passerelle_readable_seq", "gauge",
+       "Last seq readable (committed to LMDB; at most 10 ms behind the head).", m->readable_seq},
       {"passerelle_log_writable", "gauge", "1 while the log takes writes.",
        (uint64_t)(m->log_writable != 0)},
       {"passerelle_connections_total", "counter", "WebSocket connections opened.",

@@ -25,7 +25,8 @@ typedef struct {
   /* gauges */
   uint64_t connections;
   uint64_t subscribers;
-  uint64_t head_seq;
+  uint64_t head_seq;     /* answered (durable) */
+  uint64_t readable_seq; /* committed to LMDB: what subscriptions and the API read */
   int log_writable;
   /* counters */
   uint64_t connections_total;

@@ -10,13 +10,19 @@
  *   meta    "log_id" → 36-char uuid; "head" → seq (8 BE) ‖ hash (32); "format" → 1
  *
  * Writes: producers on any thread hand psl_append_req_t to psl_log_submit(), which never
- * blocks on I/O.  One writer thread takes every pending request, applies their events in one
- * write transaction, commits it durably (fsync), and only then completes each request with its
- * `done` callback (called on the writer thread).  Nothing is reported stored before its
- * commit.  A second thread hashes the chain of large batches alongside the writer.
+ * blocks on I/O.  One writer thread takes every pending request, applies their events in its
+ * open write transaction, writes their records to the journal (DIR/log/journal) and
+ * fdatasyncs it, and only then completes each request with its `done` callback (called on the
+ * writer thread): nothing is reported stored before it is durable.  The open transaction is
+ * committed (LMDB's own durable commit) every visible_ms or so; from then on the events are
+ * readable.  Between the two, a crash loses nothing: psl_log_open applies the journal again.
+ * A second thread hashes the chain of large batches alongside the writer.
  *
  * Reads: short read transactions, one per call, safe from any thread (MDB_NOTLS).  They never
- * wait for the writer.
+ * wait for the writer.  They see what the writer last committed: an answered event becomes
+ * readable within visible_ms (psl_log_append and psl_log_flush wait for it).  Only
+ * psl_log_stream_version and psl_log_stream_last also see what is answered and not yet
+ * committed, so that a check made just after an answer sees it.
  *
  * Threads: every function is thread-safe unless it says otherwise.
  */
@@ -94,8 +100,13 @@ typedef struct {
   psl_log_sealer_t sealer;
   /* Nonzero: open an existing log for reading only (tools, while the server may run): no
    * creation (PSL_ENOTFOUND when there is no log), no writer thread, hooks unused;
-   * psl_log_submit answers PSL_ECLOSED.  psl_log_head then reads the head from the file. */
+   * psl_log_submit answers PSL_ECLOSED.  psl_log_head then reads the head from the file.
+   * It reads what LMDB holds: events answered by a server that then crashed are in the
+   * journal until a writable open applies them. */
   int read_only;
+  /* Longest time, in ms, between an answer and the commit that makes its events readable
+   * (0: PSL_LOG_VISIBLE_MS).  Tests set it high to leave answered events in the journal. */
+  unsigned visible_ms;
 } psl_log_opts_t;
 
 /* Open (creating if needed) the log in dir/log/ and start its writer thread.
@@ -110,8 +121,19 @@ void psl_log_close(psl_log_t *log);
 /* The log's id: 36-character uuid made once at creation; static for the log's life. */
 const char *psl_log_id(const psl_log_t *log);
 
-/* Last committed seq and its chain hash (hash may be NULL). */
+/* Last committed seq (readable) and its chain hash (hash may be NULL). */
 uint64_t psl_log_head(psl_log_t *log, uint8_t hash[PSL_HASH_BYTES]);
+
+/* Last seq answered (durable, maybe not yet readable): >= psl_log_head.  A reader that must
+ * see everything answered before it began (a subscription's `caught_up`, the HTTP API) waits
+ * until psl_log_head reaches it, after psl_log_commit_soon.  While the writer cannot commit
+ * (a full or failing disk), it is psl_log_head: the events answered last before the fault
+ * stay durable in the journal and become readable once it can, and readers do not wait. */
+uint64_t psl_log_answered(psl_log_t *log);
+
+/* Ask the writer to commit its open transaction now rather than at visible_ms, without
+ * waiting; on_commit tells when it did. */
+void psl_log_commit_soon(psl_log_t *log);
 
 /* ---- Appending. */
 
@@ -130,6 +152,10 @@ struct psl_append_req_s {
   /* Called once on the writer thread after the commit (or failure).  May free req. */
   void (*done)(psl_append_req_t *req);
   void *data; /* the caller's */
+  /* In: nonzero to be completed only once the events are readable (psl_log_read sees them),
+   * which commits the writer's open transaction at once: tools and tests.  0 (the server):
+   * completed as soon as they are durable. */
+  int visible;
   psl_append_req_t *next_; /* internal */
   size_t bytes_;           /* internal: the events' size, to bound a batch */
 };
@@ -148,22 +174,35 @@ struct psl_append_req_s {
  * stored record would not decode back (psl_log_verify reports "undecodable record"). */
 int psl_log_submit(psl_log_t *log, psl_append_req_t *req);
 
-/* Blocking convenience for tools, tests and benchmarks: submit and wait for the commit.
- * Returns req.err. */
+/* Blocking convenience for tools, tests and benchmarks: submit and wait until the events are
+ * readable (req.visible = 1).  Returns req.err. */
 int psl_log_append(psl_log_t *log, psl_event_t *events, size_t n, psl_push_result_t *results);
+/* The same, returning once the events are durable, as the server answers `pushed`
+ * (req.visible = 0): they become readable within visible_ms. */
+int psl_log_append_durable(psl_log_t *log, psl_event_t *events, size_t n,
+                           psl_push_result_t *results);
+/* Wait until every event answered so far is readable.  0 or PSL_ECLOSED. */
+int psl_log_flush(psl_log_t *log);
 
-/* Called on the writer thread after each successful commit that stored events (a batch of
- * dups only does not call it), with the new head, after every request of the batch was
- * completed.  Set before the first submit.  The server uses it to wake its loop
+/* Default of psl_log_opts_t.visible_ms: the delay before an answered event is readable
+ * (subscriptions, the HTTP API), against the share of LMDB's commit in each answer (~1 ms of
+ * fsyncs and page writes every 10 ms). */
+#define PSL_LOG_VISIBLE_MS 10u
+
+/* Called on the writer thread after each successful commit that made events readable (a
+ * batch of dups only does not call it), with the new head, after the requests waiting for it
+ * were completed.  Set before the first submit.  The server uses it to wake its loop
  * (uv_async_send). */
 void psl_log_on_commit(psl_log_t *log, void (*fn)(void *arg, uint64_t head), void *arg);
 
 /* Counters since open (for /metrics and benchmarks; no personal data). */
 typedef struct {
   uint64_t requests;       /* requests taken by the writer */
-  uint64_t commits;        /* successful write transactions */
+  uint64_t commits;        /* durable groups: journal frames fsync'd (batches that stored) */
+  uint64_t lmdb_commits;   /* commits of the open transaction: events made readable */
   uint64_t events;         /* events stored (not dups or refusals) */
-  uint64_t failed_batches; /* write transactions that failed (every request of it failed) */
+  uint64_t failed_batches; /* batches that failed (every request of it failed) */
+  uint64_t replayed;       /* events applied again from the journal at open (a crash) */
 } psl_log_stats_t;
 void psl_log_stats(psl_log_t *log, psl_log_stats_t *st);
 

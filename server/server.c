@@ -57,6 +57,7 @@ static void server_on_wake(uv_async_t *h) {
     srv->metrics.head_seq = head;
     srv->metrics.commits_seen_total++;
     psl__sub_wake_waiters(srv);
+    psl__http_wake(srv);
   }
 }
 
@@ -391,6 +392,7 @@ int psl_server_run(const psl_server_opts_t *opts) {
   srv->loop = loop;
   psl__list_init(&srv->conns);
   psl__list_init(&srv->waiters);
+  psl__list_init(&srv->http_waiters);
   pthread_mutex_init(&srv->done_mu, NULL);
   srv->log_writable = 1;
   srv->metrics.log_writable = 1;

@@ -89,6 +89,7 @@ typedef struct psl__server_s {
    * subscriptions wait for a commit. */
   psl__link_t conns;   /* psl__conn_t.link */
   psl__link_t waiters; /* psl__conn_t.wait_link */
+  psl__link_t http_waiters; /* HTTP API requests waiting for a commit (http.c) */
   size_t nconns;       /* open WebSocket connections (zombies not counted) */
   size_t nzombies;     /* closed connections kept for their pending pushes */
   size_t max_conns;
@@ -174,6 +175,8 @@ int psl__http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
                        size_t len);
 /* Size of the per-request state lws keeps for protocols[0]. */
 size_t psl__http_session_size(void);
+/* A commit moved srv->head: answer the API requests that waited for it (http.c). */
+void psl__http_wake(psl__server_t *srv);
 
 /* ---- push.c */
 

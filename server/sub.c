@@ -44,7 +44,8 @@
  *     │ psl__sub_handle
  *     ▼
  *   CATCHING_UP ──psl__sub_fill: chunk read, sent < head──▶ CATCHING_UP
- *     │ sent >= head: `caught_up` queued (psl__sub_fill)
+ *     │ sent >= head < fresh (answered, not yet readable): waits for the commit, as LIVE
+ *     │ sent >= head >= fresh: `caught_up` queued (psl__sub_fill)
  *     ├── not live ─────────────────────────────────────▶ ENDED
  *     ▼ live
  *   LIVE ──psl__sub_fill: chunk read (window open, sent < head)──▶ LIVE
@@ -77,6 +78,7 @@ struct psl__sub_s {
   uint64_t id;
   uint64_t sent;  /* last seq covered by a queued chunk */
   uint64_t acked; /* highest `upto` the client acknowledged */
+  uint64_t fresh; /* the log's answered head at `sub`: `caught_up` not before it is read */
   int live;
   int caught_up;  /* `caught_up` queued: LIVE (or about to end) */
   int check_terr; /* caseworker: check every event's territory */
@@ -197,9 +199,10 @@ void psl__sub_handle(psl__conn_t *c, const psl_msg_t *msg) {
     psl__conn_error(c, 1, id, PSL_ETOO_BIG, "too many subscriptions on this connection");
     return;
   }
-  /* The log's own head, not srv->head, which may lag a commit whose wake-up is on its way
-   * (and only that wake-up may move srv->head: it also wakes the waiting subscriptions). */
-  uint64_t head = psl_log_head(srv->log, NULL);
+  /* The log's own answered head, not srv->head, which may lag a commit whose wake-up is on
+   * its way (and only that wake-up may move srv->head: it also wakes the waiting
+   * subscriptions), nor psl_log_head, which lags what `pushed` already answered. */
+  uint64_t head = psl_log_answered(srv->log);
   if (msg->u.sub.from > head) {
     psl__conn_error(c, 1, id, PSL_ERESET, "from: beyond this log's head; sync from 0");
     return;
@@ -229,6 +232,11 @@ void psl__sub_handle(psl__conn_t *c, const psl_msg_t *msg) {
   }
   s->id = id;
   s->sent = s->acked = msg->u.sub.from;
+  /* Whatever was answered before this `sub` is delivered before its `caught_up`: a client
+   * that pushed, got `pushed`, then syncs, finds its own events. */
+  s->fresh = head;
+  if (head > psl_log_head(srv->log, NULL))
+    psl_log_commit_soon(srv->log);
   s->live = msg->u.sub.live;
   s->window = (uint32_t)window;
   s->check_terr = check_terr;
@@ -276,7 +284,7 @@ void psl__sub_unsub(psl__conn_t *c, uint64_t id) {
 
 static int sub_ready_one(const psl__sub_t *s, uint64_t head) {
   if (!s->caught_up && s->sent >= head)
-    return 1; /* only `caught_up` to send: needs no window */
+    return head >= s->fresh; /* only `caught_up` to send: needs no window */
   return s->sent < head && s->nflight < s->window;
 }
 
@@ -288,9 +296,12 @@ int psl__sub_ready(const psl__conn_t *c) {
 }
 
 int psl__sub_waits_for_commit(const psl__conn_t *c) {
-  for (const psl__sub_t *s = c->subs; s; s = s->next)
+  for (const psl__sub_t *s = c->subs; s; s = s->next) {
     if (s->live && s->caught_up && s->sent >= c->srv->head)
       return 1;
+    if (!s->caught_up && s->sent >= c->srv->head && c->srv->head < s->fresh)
+      return 1; /* its `caught_up` waits for the commit of what was answered */
+  }
   return 0;
 }
 
@@ -525,7 +536,7 @@ int psl__sub_fill(psl__conn_t *c) {
   int rc = 0;
   if (s->sent < head && s->nflight < s->window)
     rc = sub_read_chunk(c, s);
-  if (rc == 0 && !s->caught_up && s->sent >= head) {
+  if (rc == 0 && !s->caught_up && s->sent >= head && head >= s->fresh) {
     rc = sub_send_caught_up(c, s);
     if (rc == 0 && !s->live) {
       sub_end(c, s);

@@ -6,7 +6,7 @@
  *
  * One cycle:
  *
- *   1. start the server on the data folder (srv.h);
+ *   1. (first cycle) start the server on the data folder (srv.h);
  *   2. retry: push again, as they were, the pushes that were in flight at the last kill
  *      (sent, never answered).  A push is one request to the log, committed whole or not at
  *      all, so each must come back all `dup` with the seqs the log holds for its events, or
@@ -17,7 +17,9 @@
  *      valid; one push in eight also carries an event answered stored earlier, which must
  *      be answered `dup` with its original seq and ver;
  *   4. SIGKILL after a random time in [min_load_ms, max_load_ms];
- *   5. check, with the server dead, by opening its log read-only (psl_log.h):
+ *   5. restart the server, as an administrator would: its log applies the journal's answered
+ *      records past LMDB's head before it serves (server/log_replay.c);
+ *   6. check, before any push, by opening its log read-only beside it (psl_log.h):
  *        - the chain verifies (psl_log_verify: seqs 1..head gap-free, every hash);
  *        - every event ever answered stored is at the seq it was answered with, with the same
  *          id, ver and content (a fingerprint of stream, type, at, terr, data, and whether
