@@ -346,7 +346,8 @@ static int env_open(psl_log_t *log, const char *dir, const psl_log_opts_t *opts)
       (rc = mdb_env_set_mapsize(log->env, map)) != 0 ||
       (rc = mdb_env_open(log->env, path, flags, LOG_FILE_MODE)) != 0)
     return psl_err_from_mdb(rc);
-  if (!log->read_only && (rc = psl__journal_open(&log->journal, path)) != 0)
+  snprintf(log->path, sizeof log->path, "%s", path);
+  if (!log->read_only && (rc = psl__journal_open(&log->journal, path, 0)) != 0)
     return rc;
 
   MDB_txn *txn;
@@ -474,6 +475,39 @@ uint64_t psl_log_answered(psl_log_t *log) {
   uint64_t a = log->answered > log->head && !log->stalled ? log->answered : log->head;
   pthread_mutex_unlock(&log->head_mu);
   return a;
+}
+
+typedef struct {
+  uint64_t head, n, last;
+} pending_t;
+
+static int count_pending(void *arg, uint64_t seq, const uint8_t *rec, size_t len) {
+  pending_t *p = arg;
+  (void)rec;
+  (void)len;
+  if (seq > p->head) {
+    p->n++;
+    p->last = seq;
+  }
+  return 0;
+}
+
+int psl_log_journal_pending(psl_log_t *log, uint64_t *n, uint64_t *last) {
+  pending_t p = {psl_log_head(log, NULL), 0, 0};
+  psl__journal_t *j = NULL;
+  *n = *last = 0;
+  int err = psl__journal_open(&j, log->path, 1);
+  if (err == PSL_ENOTFOUND)
+    return 0; /* a log from before the journal, or never written */
+  if (err)
+    return err;
+  err = psl__journal_scan(j, 0, count_pending, &p);
+  psl__journal_close(j);
+  if (!err) {
+    *n = p.n;
+    *last = p.last;
+  }
+  return err;
 }
 
 void psl_log_commit_soon(psl_log_t *log) {

@@ -71,6 +71,7 @@ struct psl_log_s {
   pthread_mutex_t head_mu;
   uint64_t head;
   uint8_t head_hash[PSL_HASH_BYTES];
+  char path[4096]; /* DIR/log */
   uint64_t answered; /* last seq answered (durable in the journal or LMDB) */
   int stalled;       /* answered events the writer cannot make readable yet (disk full) */
   psl_log_stats_t stats;
@@ -134,7 +135,8 @@ int psl__stream_version(MDB_cursor *c, const char *stream, size_t len, uint64_t 
 
 /* ---- log_journal.c: one frame per answered batch, fsync'd before the answer. */
 
-int psl__journal_open(psl__journal_t **out, const char *logdir);
+/* read_only: for tools (PSL_ENOTFOUND when there is no journal), never written. */
+int psl__journal_open(psl__journal_t **out, const char *logdir, int read_only);
 void psl__journal_close(psl__journal_t *j); /* accepts NULL */
 /* fn for each record of the journal's round, in seq order; record = hash ‖ canonical. */
 typedef int (*psl__journal_fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len);

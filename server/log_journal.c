@@ -87,7 +87,7 @@ static int allocate(psl__journal_t *j, off_t size) {
   return 0;
 }
 
-int psl__journal_open(psl__journal_t **out, const char *logdir) {
+int psl__journal_open(psl__journal_t **out, const char *logdir, int read_only) {
   char path[4096];
   *out = NULL;
   if ((size_t)snprintf(path, sizeof path, "%s%s", logdir, JOURNAL_NAME) >= sizeof path)
@@ -96,9 +96,10 @@ int psl__journal_open(psl__journal_t **out, const char *logdir) {
   if (!j)
     return PSL_ENOMEM;
   psl_buf_init(&j->frame, 0);
-  j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  j->fd = read_only ? open(path, O_RDONLY | O_CLOEXEC)
+                    : open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (j->fd < 0) {
-    int err = psl_err_from_errno(errno);
+    int err = read_only && errno == ENOENT ? PSL_ENOTFOUND : psl_err_from_errno(errno);
     free(j);
     return err;
   }

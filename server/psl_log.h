@@ -131,6 +131,12 @@ uint64_t psl_log_head(psl_log_t *log, uint8_t hash[PSL_HASH_BYTES]);
  * stay durable in the journal and become readable once it can, and readers do not wait. */
 uint64_t psl_log_answered(psl_log_t *log);
 
+/* For tools on a read-only log: the events of the journal past the head — answered by a
+ * server, not yet in LMDB: a running server commits them within visible_ms, a stopped one
+ * (a crash) applies them when it next opens the log.  *n their count, *last the last seq.
+ * 0, or PSL_EIO, PSL_ENOMEM, ... */
+int psl_log_journal_pending(psl_log_t *log, uint64_t *n, uint64_t *last);
+
 /* Ask the writer to commit its open transaction now rather than at visible_ms, without
  * waiting; on_commit tells when it did. */
 void psl_log_commit_soon(psl_log_t *log);

@@ -226,6 +226,11 @@ static void server_open_done(uv_work_t *w, int status) {
   srv->metrics.head_seq = srv->head;
   atomic_store(&srv->committed_head, srv->head);
   psl_log_on_commit(srv->log, server_on_commit, srv);
+  psl_log_stats_t ls;
+  psl_log_stats(srv->log, &ls);
+  if (ls.replayed) /* the last stop was a crash: what only the journal held is back */
+    psl_say(PSL_SAY_WARN, "log: %llu answered events applied again from the journal",
+            (unsigned long long)ls.replayed);
   fprintf(stderr, "%s (log %s, head %llu)\n", o->line, srv->log_id,
           (unsigned long long)srv->head);
   psl_say(PSL_SAY_INFO, "started port=%d max_connections=%zu head=%llu open=%.3fs", srv->port,

@@ -3,7 +3,8 @@
  * lines, and whether its hash chain holds.  Opens the log read-only, so it runs beside a
  * live server and never creates anything.
  *
- *   passerelle-log --data DIR head                 log id, head seq, head hash (hex)
+ *   passerelle-log --data DIR head                 log id, head seq, head hash (hex), and
+ *                                                  the journal's events past the head, if any
  *   passerelle-log --data DIR dump [--from N] [--to M]
  *                                                  one JSON object per event and line
  *   passerelle-log --data DIR verify               exit 0 "ok: N events, chain valid";
@@ -342,6 +343,17 @@ static int cmd_head(psl_log_t *log) {
   printf("log %s\nhead %" PRIu64 "\nhash ", psl_log_id(log), head);
   hex(stdout, h, sizeof h);
   putchar('\n');
+  uint64_t n, last;
+  int err = psl_log_journal_pending(log, &n, &last);
+  if (err) {
+    fprintf(stderr, "passerelle-log: reading the journal: %s\n", psl_strerror(err));
+    return 1;
+  }
+  if (n)
+    printf("journal %" PRIu64 " answered events past the head, up to seq %" PRIu64
+           " (a running passerelled commits them within %u ms; a stopped one applies them "
+           "when it starts)\n",
+           n, last, PSL_LOG_VISIBLE_MS);
   return 0;
 }
 
