@@ -166,7 +166,19 @@ int psl_event_decode_stored(const uint8_t *buf, size_t len, psl_event_t *ev, psl
 
 /* ---- Encoding. */
 
-static void w_key(psl__wr_t *w, int k) { psl__w_cstr(w, ev_keys[k]); }
+/* The keys as MessagePack fixstr (0xa0 | length, then the characters), so that each is one
+ * copy: the log's writer encodes 11 or 12 of them per event stored, and strlen plus two
+ * appends per key were a tenth of the encoding (perf, bench-log).  proto/PROTOCOL.md's
+ * vectors check these bytes. */
+static const struct {
+  uint8_t len;
+  char b[8];
+} ev_keys_mp[K_COUNT] = {
+    {3, "\xa2id"},  {7, "\xa6stream"}, {5, "\xa4type"}, {3, "\xa2" "at"},  {5, "\xa4terr"},
+    {5, "\xa4" "data"}, {4, "\xa3pii"},    {7, "\xa6" "expect"}, {4, "\xa3seq"}, {4, "\xa3ver"},
+    {4, "\xa3rec"}, {3, "\xa2" "by"},     {4, "\xa3" "dev"},  {5, "\xa4hash"}};
+
+static void w_key(psl__wr_t *w, int k) { psl__w_raw(w, ev_keys_mp[k].b, ev_keys_mp[k].len); }
 
 /* The entries every form shares: id stream type at terr data [pii]. */
 static void write_head(psl__wr_t *w, const psl_event_t *ev) {

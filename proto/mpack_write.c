@@ -21,13 +21,22 @@ void psl__w_raw(psl__wr_t *w, const void *p, size_t n) {
   w->err = psl_buf_append(w->b, p, n);
 }
 
-/* A type byte followed by an n-byte big-endian field. */
+/* A type byte followed by an n-byte big-endian field, stored in place: a canonical event is
+ * ~25 such heads, and a call to memcpy for each 1 to 9 bytes was a tenth of the log
+ * writer's time (measured with perf on bench-log's batched append). */
 static void w_head(psl__wr_t *w, uint8_t type, uint64_t v, size_t n) {
-  uint8_t h[9];
+  psl_buf_t *b = w->b;
+  if (w->err)
+    return;
+  if (!b->base || b->cap - b->len < 1 + n) {
+    if ((w->err = psl_buf_reserve(b, 1 + n)) != 0)
+      return;
+  }
+  uint8_t *h = psl_buf_data(b) + b->len;
   h[0] = type;
   for (size_t k = 0; k < n; k++)
     h[1 + k] = (uint8_t)(v >> (8 * (n - 1 - k)));
-  psl__w_raw(w, h, 1 + n);
+  b->len += 1 + n;
 }
 
 /* Header of a family with a fix form below fixmax and 8/16/32-bit forms at t8, t8+1, t8+2
