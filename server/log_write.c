@@ -260,25 +260,36 @@ static void run_batch(psl_log_t *log, open_txn_t *ot, psl_append_req_t *first) {
     bytes += r->bytes_;
   }
   int direct = bytes >= PSL__LOG_DIRECT_BYTES;
-  err = journal_batch(log, ot, first, direct, &seq, hash);
-  uint32_t stored = err ? 0 : psl__journal_count(log->journal);
-  if (!err) {
+  uint32_t stored = 0;
+  for (;;) {
+    err = journal_batch(log, ot, first, direct, &seq, hash);
+    stored = err ? 0 : psl__journal_count(log->journal);
+    if (err)
+      break;
     ot->head = seq;
     memcpy(ot->hash, hash, PSL_HASH_BYTES);
     ot->bytes += bytes;
     /* Out of memory for the overlay: answers must not get ahead of what version checks see,
      * so make everything readable now. */
-    if (visible || direct || publish(log, first) != 0) {
-      int rc = commit_open(log, ot);
-      if (rc) { /* not answered yet: take the frame back, the rest is replayed */
-        if (!direct)
-          psl__journal_unsync(log->journal);
-        ot->head = prev;
-        ot->need_replay = prev != psl_log_head(log, NULL);
-        psl__writer_forget(log->writer);
-        err = psl__log_write_err(rc);
-      }
+    if (!visible && !direct && publish(log, first) == 0)
+      break;
+    int rc = commit_open(log, ot);
+    if (rc == 0)
+      break;
+    /* Not answered yet: take the frame back; the answered batches are replayed. */
+    if (!direct)
+      psl__journal_unsync(log->journal);
+    ot->head = prev;
+    ot->need_replay = prev != psl_log_head(log, NULL);
+    psl__writer_forget(log->writer);
+    /* LMDB's commit may itself fill the map (it writes its free-page list): grow, and run
+     * the batch again, as for a full map met while applying. */
+    if (rc != MDB_MAP_FULL || grow_map(log) != 0) {
+      err = psl__log_write_err(rc);
+      break;
     }
+    if (log->sealer.aborted)
+      log->sealer.aborted(log->sealer.arg);
   }
   if (err && stored && log->sealer.aborted)
     log->sealer.aborted(log->sealer.arg);
@@ -332,8 +343,9 @@ static void *writer_main(void *arg) {
       int closing = log->closing, mdb_rc;
       log->commit_soon = 0;
       pthread_mutex_unlock(&log->q_mu);
-      if (!ot.txn && ot.need_replay)
-        begin_open(log, &ot, &mdb_rc); /* on failure it sets the next attempt */
+      if (!ot.txn && ot.need_replay && begin_open(log, &ot, &mdb_rc) != 0 &&
+          mdb_rc == MDB_MAP_FULL && grow_map(log) == 0)
+        ot.retry_at = mono_ms(); /* grown: again at once */
       /* A failure is replayed by the next batch, the retry above, or the next open. */
       commit_open(log, &ot);
       if (closing)
