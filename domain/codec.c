@@ -19,11 +19,23 @@
  *   u32 n × transfer: when, u8 terr programme, site
  *   u32 n × u32 mark
  *
- * Year facts (proj_year; the key holds year, terr and id):
- *   u8 version | u8 gender education rsa exit_reason exit_employment exit_training ref_month
- *   exit_month | u16 ref_place exit_place (0xffff = none) | u16 birth_year
- *   i64 referred_at activated_at exited_at housing_at homeless_at care_at
- *   u16 n × place: u8 terr programme, u16 months, site
+ * Year block (proj_year; the key holds year, terr and a bucket of ids: store-lmdb.c): the
+ * per-year facts of the bucket's people, packed so that a counters query walks a few
+ * thousand contiguous values for a year rather than one LMDB record per person (the cost of
+ * that query was the LMDB walk and a cache miss per record):
+ *   u8 version | u32 n (>= 1) | n × participant id (16), ascending | n × entry, same order
+ * The ids come first so that a query, which needs none, skips them whole.
+ * Entry: a fixed head that the query reads in place (offsets PSL__YE_*), then its places:
+ *    0 u8 gender   1 u8 education   2 u8 exit_reason   3 u8 flags (1 rsa, 2 exit_employment,
+ *      4 exit_training)   4 u8 ref_month   5 u8 exit_month (1..12; 0 with no such place)
+ *    6 u8 month codes of activated_at, 7 housing_at, 8 homeless_at, 9 care_at
+ *   10 u16 birth_year   12 u16 nplaces   14 u16 ref_place   16 u16 exit_place (0xffff: none)
+ *   18 i64 referred_at   26 i64 exited_at   (exact: months followed divides their distance)
+ *   34 nplaces × place: u8 terr programme, u16 months (bit m - 1), site
+ * A month code keeps of a date only what the counters compare it with — a period's end,
+ * which is always the start of a month of the entry's year or of the next January — so
+ * that the query needs no calendar: 0 none, 1 before the year, 1 + m in month m, 14 after
+ * the year; then "d < the end of a period whose last month is m" is 1 <= code <= m + 1.
  *
  * Session (proj_sess; the key is the session id):
  *   u8 version | u32 n × held: event id (16), when, u8 terr programme, site,
@@ -331,21 +343,60 @@ int psl__participant_decode(const uint8_t *p, size_t len, psl_participant_t *st)
   return 0;
 }
 
-/* ---- Year facts. */
+/* ---- Year blocks. */
 
-int psl__year_encode(psl__out_t *o, const psl__year_t *y) {
-  psl__out_u8(o, VERSION);
-  uint8_t b[] = {y->gender,          y->education,     y->rsa,       y->exit_reason,
-                 y->exit_employment, y->exit_training, y->ref_month, y->exit_month};
-  psl__out_bytes(o, b, sizeof b);
-  psl__out_u16(o, (uint16_t)(y->ref_place < 0 ? 0xffff : y->ref_place));
-  psl__out_u16(o, (uint16_t)(y->exit_place < 0 ? 0xffff : y->exit_place));
-  psl__out_u16(o, (uint16_t)y->birth_year);
-  const int64_t dates[] = {y->referred_at, y->activated_at, y->exited_at,
-                           y->housing_at,  y->homeless_at,  y->care_at};
-  for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++)
-    psl__out_u64(o, (uint64_t)dates[i]);
-  psl__out_u16(o, (uint16_t)y->nplaces);
+static uint64_t le_at(const uint8_t *p, unsigned n) {
+  uint64_t v = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(&v, p, n); /* queries read every entry of a year: no byte loop */
+#else
+  for (unsigned i = 0; i < n; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+#endif
+  return v;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n) {
+  for (unsigned i = 0; i < n; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Month code of date d in year (see the top): what "d < a period's end" needs. */
+static uint8_t month_code(int64_t d, int year) {
+  if (!d)
+    return PSL__YE_CODE_NONE;
+  uint32_t mi = psl__at_month_index(d), first = psl__month_index(year, 1);
+  if (mi < first)
+    return PSL__YE_CODE_BEFORE;
+  if (mi >= first + 12)
+    return PSL__YE_CODE_AFTER;
+  return (uint8_t)(PSL__YE_CODE_BEFORE + 1 + (mi - first));
+}
+
+int psl__yentry_encode(psl__out_t *o, const psl__year_t *y) {
+  uint8_t h[PSL__YE_HEAD];
+  if (y->nplaces >= PSL__YE_NO_PLACE)
+    return PSL_EINVALID;
+  h[PSL__YE_GENDER] = y->gender;
+  h[PSL__YE_EDUCATION] = y->education;
+  h[PSL__YE_EXIT_REASON] = y->exit_reason;
+  h[PSL__YE_FLAGS] = (uint8_t)((y->rsa ? PSL__YE_RSA : 0) |
+                               (y->exit_employment ? PSL__YE_EXIT_EMPLOYMENT : 0) |
+                               (y->exit_training ? PSL__YE_EXIT_TRAINING : 0));
+  h[PSL__YE_REF_MONTH] = y->ref_place >= 0 ? y->ref_month : 0;
+  h[PSL__YE_EXIT_MONTH] = y->exit_place >= 0 ? y->exit_month : 0;
+  h[PSL__YE_ACTIVATED] = month_code(y->activated_at, y->year);
+  h[PSL__YE_HOUSING] = month_code(y->housing_at, y->year);
+  h[PSL__YE_HOMELESS] = month_code(y->homeless_at, y->year);
+  h[PSL__YE_CARE] = month_code(y->care_at, y->year);
+  put_le(h + PSL__YE_BIRTH_YEAR, (uint16_t)y->birth_year, 2);
+  put_le(h + PSL__YE_NPLACES, y->nplaces, 2);
+  put_le(h + PSL__YE_REF_PLACE, y->ref_place < 0 ? PSL__YE_NO_PLACE : (unsigned)y->ref_place, 2);
+  put_le(h + PSL__YE_EXIT_PLACE, y->exit_place < 0 ? PSL__YE_NO_PLACE : (unsigned)y->exit_place,
+         2);
+  put_le(h + PSL__YE_REFERRED_AT, (uint64_t)y->referred_at, 8);
+  put_le(h + PSL__YE_EXITED_AT, (uint64_t)y->exited_at, 8);
+  psl__out_bytes(o, h, sizeof h);
   for (size_t i = 0; i < y->nplaces; i++) {
     psl__out_u8(o, y->places[i].terr);
     psl__out_u8(o, y->places[i].programme);
@@ -355,78 +406,187 @@ int psl__year_encode(psl__out_t *o, const psl__year_t *y) {
   return o->err;
 }
 
-int psl__year_decode(const uint8_t *p, size_t len, psl__year_t *y) {
-  return psl__year_decode_buf(p, len, y, NULL, 0);
+/* Code table sizes, cached: entries are checked per person a query reads. */
+typedef struct {
+  uint8_t gender, education, exit, terr, programme;
+} counts_t;
+
+static const counts_t *code_counts(void) {
+  static _Thread_local counts_t n;
+  if (!n.gender) {
+    n.education = (uint8_t)psl_code_count(PSL_CODE_EDUCATION);
+    n.exit = (uint8_t)psl_code_count(PSL_CODE_EXIT_REASON);
+    n.terr = (uint8_t)psl_code_count(PSL_CODE_TERR);
+    n.programme = (uint8_t)psl_code_count(PSL_CODE_PROGRAMME);
+    n.gender = (uint8_t)psl_code_count(PSL_CODE_GENDER);
+  }
+  return &n;
 }
 
-static uint64_t le_at(const uint8_t *p, unsigned n) {
-  uint64_t v = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  memcpy(&v, p, n);
-#else
-  for (unsigned i = 0; i < n; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-#endif
-  return v;
+int psl__yentry_parse(const uint8_t *p, size_t left, psl__yentry_t *e) {
+  const counts_t *n = code_counts();
+  if (left < PSL__YE_HEAD || p[PSL__YE_GENDER] > n->gender ||
+      p[PSL__YE_EDUCATION] > n->education || p[PSL__YE_EXIT_REASON] > n->exit ||
+      p[PSL__YE_REF_MONTH] > 12 || p[PSL__YE_EXIT_MONTH] > 12 ||
+      p[PSL__YE_ACTIVATED] > PSL__YE_CODE_AFTER || p[PSL__YE_HOUSING] > PSL__YE_CODE_AFTER ||
+      p[PSL__YE_HOMELESS] > PSL__YE_CODE_AFTER || p[PSL__YE_CARE] > PSL__YE_CODE_AFTER)
+    return PSL_ECORRUPT;
+  size_t np = (size_t)le_at(p + PSL__YE_NPLACES, 2);
+  size_t rp = (size_t)le_at(p + PSL__YE_REF_PLACE, 2), xp = (size_t)le_at(p + PSL__YE_EXIT_PLACE, 2);
+  if ((rp != PSL__YE_NO_PLACE && rp >= np) || (xp != PSL__YE_NO_PLACE && xp >= np))
+    return PSL_ECORRUPT;
+  const uint8_t *q = p + PSL__YE_HEAD, *end = p + left;
+  for (size_t i = 0; i < np; i++) {
+    if (end - q < 5 || q[0] > n->terr || q[1] > n->programme || q[4] > PSL_SITE_MAX ||
+        (size_t)(end - q) < 5u + q[4])
+      return PSL_ECORRUPT;
+    q += 5 + q[4];
+  }
+  e->p = p;
+  e->places = p + PSL__YE_HEAD;
+  e->nplaces = np;
+  e->len = (size_t)(q - p);
+  return 0;
 }
 
-/* The fixed head of a year-facts record (codec.c's layout above): read after one length
- * check, since a query decodes every record of a year — tens of thousands. */
-#define YEAR_HEAD 65
+const uint8_t *psl__yplace_read(const uint8_t *p, psl__yplace_t *pl) {
+  pl->terr = p[0];
+  pl->programme = p[1];
+  pl->months = (uint16_t)le_at(p + 2, 2);
+  memcpy(pl->site, p + 5, p[4]);
+  pl->site[p[4]] = '\0';
+  return p + 5 + p[4];
+}
 
-int psl__year_decode_buf(const uint8_t *p, size_t len, psl__year_t *y, psl__yplace_t *buf,
-                         size_t bufcap) {
-  static _Thread_local int ngender, neducation, nexit;
-  if (!ngender) {
-    ngender = psl_code_count(PSL_CODE_GENDER);
-    neducation = psl_code_count(PSL_CODE_EDUCATION);
-    nexit = psl_code_count(PSL_CODE_EXIT_REASON);
-  }
-  y->places = NULL;
-  y->nplaces = 0;
-  if (len < YEAR_HEAD || p[0] != VERSION || p[1] > ngender || p[2] > neducation ||
-      p[4] > nexit || p[7] > 12 || p[8] > 12)
+/* A block's header: version, n (u32). */
+#define YBLOCK_HEAD 5
+
+int psl__yblock_open(const uint8_t *p, size_t len, psl__yblock_t *b) {
+  if (len < YBLOCK_HEAD || p[0] != VERSION)
     return PSL_ECORRUPT;
-  y->gender = p[1];
-  y->education = p[2];
-  y->rsa = p[3] != 0;
-  y->exit_reason = p[4];
-  y->exit_employment = p[5] != 0;
-  y->exit_training = p[6] != 0;
-  y->ref_month = p[7];
-  y->exit_month = p[8];
-  uint16_t rp = (uint16_t)le_at(p + 9, 2), ep = (uint16_t)le_at(p + 11, 2);
-  y->birth_year = (int)le_at(p + 13, 2);
-  y->referred_at = (int64_t)le_at(p + 15, 8);
-  y->activated_at = (int64_t)le_at(p + 23, 8);
-  y->exited_at = (int64_t)le_at(p + 31, 8);
-  y->housing_at = (int64_t)le_at(p + 39, 8);
-  y->homeless_at = (int64_t)le_at(p + 47, 8);
-  y->care_at = (int64_t)le_at(p + 55, 8);
-  uint16_t n = (uint16_t)le_at(p + 63, 2);
-  in_t in = {p + YEAR_HEAD, p + len, 0};
-  if ((size_t)n * 5 > len - YEAR_HEAD)
+  uint32_t n = (uint32_t)le_at(p + 1, 4);
+  /* every entry has at least its head */
+  if (n == 0 || (uint64_t)n * (PSL_UUID_BYTES + PSL__YE_HEAD) > len - YBLOCK_HEAD)
     return PSL_ECORRUPT;
-  if (n && n <= bufcap) {
-    y->places = buf; /* every field is read below */
-  } else if (n && !(y->places = calloc(n, sizeof *y->places))) {
-    return PSL_ENOMEM;
+  b->n = n;
+  b->ids = p + YBLOCK_HEAD;
+  b->entries = b->ids + (size_t)n * PSL_UUID_BYTES;
+  b->end = p + len;
+  return 0;
+}
+
+int psl__yblock_find(const psl__yblock_t *b, const uint8_t id[PSL_UUID_BYTES], uint32_t *i) {
+  uint32_t lo = 0, hi = b ? b->n : 0;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    int c = memcmp(b->ids + (size_t)mid * PSL_UUID_BYTES, id, PSL_UUID_BYTES);
+    if (c == 0) {
+      *i = mid;
+      return 1;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
-  y->nplaces = n;
-  for (size_t i = 0; i < n && !in.err; i++) {
-    y->places[i].terr = in_code(&in, PSL_CODE_TERR);
-    y->places[i].programme = in_code(&in, PSL_CODE_PROGRAMME);
-    y->places[i].months = in_u16(&in);
-    in_site(&in, y->places[i].site, 1);
+  *i = lo;
+  return 0;
+}
+
+/* Bytes from entry `from` to entry `to` (from <= to <= n), starting at p. */
+static int entries_span(const psl__yblock_t *b, const uint8_t *p, uint32_t from, uint32_t to,
+                        const uint8_t **out) {
+  psl__yentry_t e;
+  for (uint32_t i = from; i < to; i++) {
+    int rc = psl__yentry_parse(p, (size_t)(b->end - p), &e);
+    if (rc)
+      return rc;
+    p += e.len;
   }
-  y->ref_place = rp == 0xffff ? -1 : rp;
-  y->exit_place = ep == 0xffff ? -1 : ep;
-  if (!in.err && (in.p != in.end || (y->ref_place >= 0 && (size_t)y->ref_place >= n) ||
-                  (y->exit_place >= 0 && (size_t)y->exit_place >= n)))
-    in.err = PSL_ECORRUPT;
-  if (in.err && y->places != buf)
-    psl__year_free(y);
-  return in.err;
+  *out = p;
+  return 0;
+}
+
+int psl__yblock_splice(psl__out_t *o, const psl__yblock_t *b, const uint8_t id[PSL_UUID_BYTES],
+                       const uint8_t *entry, size_t len) {
+  uint32_t i, n = b ? b->n : 0;
+  int found = psl__yblock_find(b, id, &i);
+  uint32_t nn = n - (uint32_t)found + (entry ? 1 : 0);
+  const uint8_t *before = NULL, *after = NULL, *end = NULL;
+  o->len = 0;
+  if (nn == 0)
+    return 0;
+  if (b) {
+    /* the entries after id's are copied as they are, unread: every reader checks them */
+    int rc = entries_span(b, b->entries, 0, i, &before);
+    if (!rc)
+      rc = entries_span(b, before, i, i + (uint32_t)found, &after);
+    if (rc)
+      return rc;
+    end = b->end;
+  }
+  psl__out_u8(o, VERSION);
+  psl__out_u32(o, nn);
+  if (b)
+    psl__out_bytes(o, b->ids, (size_t)i * PSL_UUID_BYTES);
+  if (entry)
+    psl__out_bytes(o, id, PSL_UUID_BYTES);
+  if (b)
+    psl__out_bytes(o, b->ids + (size_t)(i + (uint32_t)found) * PSL_UUID_BYTES,
+                   (size_t)(n - i - (uint32_t)found) * PSL_UUID_BYTES);
+  if (b)
+    psl__out_bytes(o, b->entries, (size_t)(before - b->entries));
+  if (entry)
+    psl__out_bytes(o, entry, len);
+  if (b)
+    psl__out_bytes(o, after, (size_t)(end - after));
+  return o->err;
+}
+
+int psl__yblock_middle(const psl__yblock_t *b, uint32_t *i) {
+  size_t half = (size_t)(b->end - b->entries) / 2, at = 0;
+  const uint8_t *p = b->entries;
+  psl__yentry_t e;
+  *i = 1;
+  for (uint32_t j = 0; j + 1 < b->n; j++) {
+    int rc = psl__yentry_parse(p, (size_t)(b->end - p), &e);
+    if (rc)
+      return rc;
+    p += e.len;
+    at += e.len;
+    *i = j + 1;
+    if (at >= half)
+      break;
+  }
+  return 0;
+}
+
+int psl__yblock_slice(psl__out_t *o, const psl__yblock_t *b, uint32_t from, uint32_t to) {
+  const uint8_t *first, *last;
+  int rc = from < to && to <= b->n ? entries_span(b, b->entries, 0, from, &first) : PSL_ECORRUPT;
+  if (!rc)
+    rc = entries_span(b, first, from, to, &last);
+  if (rc)
+    return rc;
+  o->len = 0;
+  psl__out_u8(o, VERSION);
+  psl__out_u32(o, to - from);
+  psl__out_bytes(o, b->ids + (size_t)from * PSL_UUID_BYTES, (size_t)(to - from) * PSL_UUID_BYTES);
+  psl__out_bytes(o, first, (size_t)(last - first));
+  return o->err;
+}
+
+int psl__yblock_build(psl__out_t *o, const psl__yitem_t *items, size_t n) {
+  o->len = 0;
+  if (n == 0 || n > UINT32_MAX)
+    return PSL_EINVALID;
+  psl__out_u8(o, VERSION);
+  psl__out_u32(o, (uint32_t)n);
+  for (size_t i = 0; i < n; i++)
+    psl__out_bytes(o, items[i].id, PSL_UUID_BYTES);
+  for (size_t i = 0; i < n; i++)
+    psl__out_bytes(o, items[i].entry, items[i].len);
+  return o->err;
 }
 
 /* ---- Sessions. */

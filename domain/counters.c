@@ -19,9 +19,12 @@
  *     participant's per-year facts (psl__year_t): the placements under which the person had
  *     activity that year, with a 12-bit mask of months each, plus the few dates and
  *     attributes the figures need.  A query visits the year's facts of the territory once
- *     each and decides per person — exact by construction.  The LMDB store indexes them by
- *     (year, terr) and (year, all) (store-lmdb.c); the memory store derives them from the
- *     states.
+ *     each and decides per person — exact by construction.  The LMDB store keeps them by
+ *     (year, terr) and (year, all) as compact entries packed in blocks (store-lmdb.c,
+ *     codec.c), which psl__agg_block reads in place: the dates the figures compare with a
+ *     period's end are kept as month codes, exact since a period always ends at a month
+ *     start.  The memory store derives them from the states (psl__year_make, then
+ *     psl__agg_year): two readings of the same facts, which the projection tests compare.
  *
  * Query cost is thus O(people with activity in that year and territory + counter keys of the
  * year), independent of the log's length.
@@ -300,6 +303,13 @@ void psl__agg_begin(psl__agg_t *a, psl_counters_t *c, const psl_counters_query_t
   a->mask = q->month ? (uint16_t)(1u << (q->month - 1)) : ALL_MONTHS;
   a->end = psl_local_month_start(q->year, q->month ? q->month + 1 : 13);
   a->stop = q->now_ms && q->now_ms < a->end ? q->now_ms : a->end;
+  a->last_code = (uint8_t)(PSL__YE_CODE_BEFORE + (q->month ? q->month : 12));
+  a->site_len = (uint8_t)strnlen(q->site, PSL_SITE_MAX);
+  a->ngender = (uint8_t)psl_code_count(PSL_CODE_GENDER);
+  a->neducation = (uint8_t)psl_code_count(PSL_CODE_EDUCATION);
+  a->nexit = (uint8_t)psl_code_count(PSL_CODE_EXIT_REASON);
+  for (int e = 0; e <= PSL_CODE_MAX; e++)
+    a->isced[e] = (uint8_t)psl_education_isced(e);
 }
 
 void psl__agg_year(const psl__agg_t *a, const psl__year_t *y) {
@@ -345,6 +355,141 @@ void psl__agg_year(const psl__agg_t *a, const psl__year_t *y) {
     stop = y->exited_at;
   c->days_followed_sum += stop > y->referred_at ? (stop - y->referred_at) / MS_PER_DAY : 0;
   c->days_followed_n++;
+}
+
+/* ---- The same figures from a year block's entries (codec.c), read in place: a query visits
+ * every person of a year, so no decoder, no copy. */
+
+static unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+
+static int64_t le64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+  v = __builtin_bswap64(v);
+#endif
+  return (int64_t)v;
+}
+
+/* One block's sums, kept apart from c so that they live in registers and the loop below can
+ * add without branching: index 0 of gender, education and exited collects "none". */
+typedef struct {
+  int64_t followed, referred, active, housing, homeless, care, rsa;
+  int64_t age_sum, age_n, under18, from18to29, over55, days_sum;
+  int64_t gender[4], education[4], exited[PSL_NEXIT + 1], exit_employment, exit_training;
+} sums_t;
+
+/* 1 if place pl (terr, programme, months, site) is within the query's filters. */
+static inline unsigned place_in(const psl__agg_t *a, const uint8_t *pl) {
+  const psl_counters_query_t *q = &a->c->q;
+  return (!q->terr || pl[0] == q->terr) && (!q->programme || pl[1] == q->programme) &&
+         (!a->site_len || (pl[4] == a->site_len && memcmp(pl + 5, q->site, a->site_len) == 0));
+}
+
+/* A month code (codec.c) of a date before the period's end: 1 <= code <= last_code. */
+static inline int64_t before_end(const psl__agg_t *a, uint8_t code) {
+  return (uint8_t)(code - PSL__YE_CODE_BEFORE) < a->last_code;
+}
+
+/* Person h (an entry's head) followed in the period: the figures psl__agg_year counts. */
+static inline void agg_person(const psl__agg_t *a, sums_t *s, const uint8_t *h, unsigned ref_in,
+                              unsigned exit_in) {
+  int month = a->c->q.month;
+  uint8_t g = h[PSL__YE_GENDER], ed = h[PSL__YE_EDUCATION], x = h[PSL__YE_EXIT_REASON];
+  uint8_t fl = h[PSL__YE_FLAGS];
+  s->followed++;
+  s->referred += ref_in && (!month || h[PSL__YE_REF_MONTH] == month);
+  if (exit_in && (!month || h[PSL__YE_EXIT_MONTH] == month)) {
+    s->exited[x <= PSL_NEXIT ? x : 0]++;
+    s->exit_employment += (fl & PSL__YE_EXIT_EMPLOYMENT) != 0;
+    s->exit_training += (fl & PSL__YE_EXIT_TRAINING) != 0;
+  }
+  s->active += before_end(a, h[PSL__YE_ACTIVATED]);
+  s->housing += before_end(a, h[PSL__YE_HOUSING]);
+  s->homeless += before_end(a, h[PSL__YE_HOMELESS]);
+  s->care += before_end(a, h[PSL__YE_CARE]);
+  s->rsa += (fl & PSL__YE_RSA) != 0;
+  s->gender[g < 4 ? g : 0]++;
+  s->education[a->isced[ed <= PSL_CODE_MAX ? ed : 0] & 3]++;
+  int64_t birth_year = (int64_t)le16(h + PSL__YE_BIRTH_YEAR), known = birth_year != 0;
+  int64_t age = a->c->q.year - birth_year;
+  s->age_sum += known ? age : 0;
+  s->age_n += known;
+  s->under18 += known & (age < 18);
+  s->from18to29 += known & (age >= 18) & (age <= 29);
+  s->over55 += known & (age >= 55);
+  int64_t referred_at = le64(h + PSL__YE_REFERRED_AT), exited_at = le64(h + PSL__YE_EXITED_AT);
+  int64_t stop = exited_at && exited_at < a->stop ? exited_at : a->stop;
+  s->days_sum += stop > referred_at ? (stop - referred_at) / MS_PER_DAY : 0;
+}
+
+static void add_sums(psl_counters_t *c, const sums_t *s) {
+  c->followed += s->followed;
+  c->referred += s->referred;
+  c->active += s->active;
+  for (int x = 1; x <= PSL_NEXIT; x++)
+    c->exited[x] += s->exited[x];
+  c->esf_exit_employment += s->exit_employment;
+  c->esf_exit_training += s->exit_training;
+  for (int g = 1; g < 4; g++)
+    c->gender[g] += s->gender[g];
+  c->age_sum += s->age_sum;
+  c->age_n += s->age_n;
+  c->esf_under18 += s->under18;
+  c->esf_18_29 += s->from18to29;
+  c->esf_55plus += s->over55;
+  for (int i = 1; i < 4; i++)
+    c->education[i] += s->education[i];
+  c->housing += s->housing;
+  c->homeless += s->homeless;
+  c->care_obligation += s->care;
+  c->rsa += s->rsa;
+  c->days_followed_sum += s->days_sum;
+  c->days_followed_n += s->followed;
+}
+
+/* The loop reads each entry once, in place: the checks of psl__yentry_parse (codec.c) are
+ * made here too, folded into one flag tested per block, since this runs per person. */
+int psl__agg_block(const psl__agg_t *a, const uint8_t *p, size_t len) {
+  psl__yblock_t b;
+  sums_t s;
+  int rc = psl__yblock_open(p, len, &b);
+  if (rc)
+    return rc;
+  memset(&s, 0, sizeof s);
+  const uint8_t *e = b.entries, *end = b.end;
+  unsigned bad = 0;
+  for (uint32_t i = 0; i < b.n; i++) {
+    if (end - e < PSL__YE_HEAD)
+      return PSL_ECORRUPT;
+    size_t np = le16(e + PSL__YE_NPLACES);
+    size_t rp = le16(e + PSL__YE_REF_PLACE), xp = le16(e + PSL__YE_EXIT_PLACE);
+    const uint8_t *pl = e + PSL__YE_HEAD;
+    unsigned months = 0, ref_in = 0, exit_in = 0;
+    for (size_t j = 0; j < np; j++) {
+      if (end - pl < 5 || pl[4] > PSL_SITE_MAX || end - pl < 5 + pl[4])
+        return PSL_ECORRUPT;
+      if (place_in(a, pl)) {
+        months |= le16(pl + 2);
+        ref_in |= j == rp;
+        exit_in |= j == xp;
+      }
+      pl += 5 + pl[4];
+    }
+    bad |= (e[PSL__YE_GENDER] > a->ngender) | (e[PSL__YE_EDUCATION] > a->neducation) |
+           (e[PSL__YE_EXIT_REASON] > a->nexit) | (e[PSL__YE_REF_MONTH] > 12) |
+           (e[PSL__YE_EXIT_MONTH] > 12) | (e[PSL__YE_ACTIVATED] > PSL__YE_CODE_AFTER) |
+           (e[PSL__YE_HOUSING] > PSL__YE_CODE_AFTER) |
+           (e[PSL__YE_HOMELESS] > PSL__YE_CODE_AFTER) | (e[PSL__YE_CARE] > PSL__YE_CODE_AFTER) |
+           (rp != PSL__YE_NO_PLACE && rp >= np) | (xp != PSL__YE_NO_PLACE && xp >= np);
+    if (months & a->mask)
+      agg_person(a, &s, e, ref_in, exit_in);
+    e = pl;
+  }
+  if (bad || e != end)
+    return PSL_ECORRUPT;
+  add_sums(a->c, &s);
+  return 0;
 }
 
 int psl_counters_equal(const psl_counters_t *a, const psl_counters_t *b) {

@@ -22,12 +22,15 @@
 #include "psl_domain_int.h"
 
 /* Read an event into a fact; one that does not parse counts as activity of its stream only
- * (a newer client's type or key).  Returns 0, or 1 when the event is to be ignored. */
-static int fact_of(const psl_event_t *ev, psl__fact_t *f) {
+ * (a newer client's type or key).  Returns 0, or 1 when the event is to be ignored (then
+ * f->stream_kind is PSL__STREAM_BAD, which psl__engine_apply_fact ignores too). */
+int psl__engine_fact(const psl_event_t *ev, psl__fact_t *f) {
   if (psl__fact_parse(ev, f, NULL) == 0)
     return 0;
-  if (f->stream_kind == PSL__STREAM_BAD || ev->at < PSL_AT_MIN || ev->at >= PSL_AT_MAX)
+  if (f->stream_kind == PSL__STREAM_BAD || ev->at < PSL_AT_MIN || ev->at >= PSL_AT_MAX) {
+    f->stream_kind = PSL__STREAM_BAD;
     return 1;
+  }
   f->type = PSL__F_OTHER;
   f->attendees = NULL;
   f->nattendees = 0;
@@ -82,7 +85,7 @@ static int facts_push(facts_t *fs, const psl__fact_t *f) {
 static int collect_one(void *arg, const psl_event_t *ev) {
   facts_t *fs = arg;
   psl__fact_t f;
-  if (fact_of(ev, &f))
+  if (psl__engine_fact(ev, &f))
     return 0;
   if ((fs->err = facts_push(fs, &f)))
     return 1;
@@ -349,11 +352,17 @@ static int session_apply(psl__store_t *s, const psl_event_t *ev, const psl__fact
   return rc ? rc : s->sess_put(s, ss);
 }
 
+int psl__engine_apply_fact(psl__store_t *s, const psl_event_t *ev, const psl__fact_t *f) {
+  if (f->stream_kind == PSL__STREAM_PARTICIPANT)
+    return participant_apply(s, ev, f);
+  if (f->stream_kind == PSL__STREAM_SESSION)
+    return session_apply(s, ev, f);
+  return 0; /* a skipped event's marker */
+}
+
 int psl__engine_apply(psl__store_t *s, const psl_event_t *ev) {
   psl__fact_t f;
-  if (fact_of(ev, &f))
+  if (psl__engine_fact(ev, &f))
     return 0;
-  if (f.stream_kind == PSL__STREAM_PARTICIPANT)
-    return participant_apply(s, ev, &f);
-  return session_apply(s, ev, &f);
+  return psl__engine_apply_fact(s, ev, &f);
 }

@@ -115,30 +115,32 @@ static const keyspec_t session_keys[] = {
     CODE("programme", K_PROGRAMME, PSL_CODE_PROGRAMME, OPT),
     {NULL, 0, 0, 0, 0, 0, 0}};
 
+#define TYPE(name, stream, keys) {name, sizeof name - 1, stream, keys}
 static const struct {
   const char *name;
+  size_t len; /* strlen(name): most types are told apart by it alone */
   int stream; /* PSL__STREAM_PARTICIPANT, PSL__STREAM_SESSION, 3 both */
   const keyspec_t *keys;
 } types[PSL__F__N] = {
-    [PSL__F_OTHER] = {"", 3, no_keys},
-    [PSL__F_REFERRED] = {"participant.referred", 1, referred_keys},
-    [PSL__F_ENGAGEMENT] = {"engagement.signed", 1, engagement_keys},
-    [PSL__F_DIAGNOSTIC] = {"diagnostic.recorded", 1, diagnostic_keys},
-    [PSL__F_BARRIER_LIFTED] = {"barrier.lifted", 1, lifted_keys},
-    [PSL__F_INTERVIEW] = {"interview.held", 1, interview_keys},
-    [PSL__F_MISSED] = {"appointment.missed", 1, no_keys},
-    [PSL__F_PARTNER_REFERRED] = {"partner.referred", 1, pref_keys},
-    [PSL__F_PARTNER_UPDATED] = {"partner.updated", 1, pupd_keys},
-    [PSL__F_OUTCOME] = {"outcome.recorded", 1, outcome_keys},
-    [PSL__F_TRANSFERRED] = {"participant.transferred", 1, transfer_keys},
-    [PSL__F_JUSTICE] = {"justice.changed", 1, justice_keys},
-    [PSL__F_EXITED] = {"participant.exited", 1, exited_keys},
-    [PSL__F_MERGED] = {"participant.merged", 1, merged_keys},
-    [PSL__F_ERASED] = {"participant.erased", 1, no_keys},
+    [PSL__F_OTHER] = TYPE("", 3, no_keys),
+    [PSL__F_REFERRED] = TYPE("participant.referred", 1, referred_keys),
+    [PSL__F_ENGAGEMENT] = TYPE("engagement.signed", 1, engagement_keys),
+    [PSL__F_DIAGNOSTIC] = TYPE("diagnostic.recorded", 1, diagnostic_keys),
+    [PSL__F_BARRIER_LIFTED] = TYPE("barrier.lifted", 1, lifted_keys),
+    [PSL__F_INTERVIEW] = TYPE("interview.held", 1, interview_keys),
+    [PSL__F_MISSED] = TYPE("appointment.missed", 1, no_keys),
+    [PSL__F_PARTNER_REFERRED] = TYPE("partner.referred", 1, pref_keys),
+    [PSL__F_PARTNER_UPDATED] = TYPE("partner.updated", 1, pupd_keys),
+    [PSL__F_OUTCOME] = TYPE("outcome.recorded", 1, outcome_keys),
+    [PSL__F_TRANSFERRED] = TYPE("participant.transferred", 1, transfer_keys),
+    [PSL__F_JUSTICE] = TYPE("justice.changed", 1, justice_keys),
+    [PSL__F_EXITED] = TYPE("participant.exited", 1, exited_keys),
+    [PSL__F_MERGED] = TYPE("participant.merged", 1, merged_keys),
+    [PSL__F_ERASED] = TYPE("participant.erased", 1, no_keys),
     /* DOMAIN.md lists event.voided with the participant stream; a session recorded in error
      * needs the same correction, so it is accepted in both. */
-    [PSL__F_VOIDED] = {"event.voided", 3, voided_keys},
-    [PSL__F_SESSION] = {"session.held", 2, session_keys},
+    [PSL__F_VOIDED] = TYPE("event.voided", 3, voided_keys),
+    [PSL__F_SESSION] = TYPE("session.held", 2, session_keys),
 };
 
 /* Identifying keys: they travel in `pii`, encrypted with the participant's key. */
@@ -157,7 +159,7 @@ psl__ftype_t psl__ftype_of(const char *type, size_t len) {
   if (len == 0 || len > PSL_MAX_TYPE)
     return PSL__F_OTHER;
   for (int t = 1; t < PSL__F__N; t++)
-    if (name_is(types[t].name, type, len))
+    if (types[t].len == len && memcmp(types[t].name, type, len) == 0)
       return (psl__ftype_t)t;
   return PSL__F_OTHER;
 }

@@ -3,6 +3,11 @@
  * counters (the year's counter keys plus its per-year facts of the territory, or of terr 0
  * for all: counters.c explains why that is exact), caseloads, the yearly report.  Each runs
  * in the caller's transaction, on any thread; nothing here writes.
+ *
+ * A counters query reads the year's facts as proj_year keeps them, in blocks of people
+ * (codec.c), and aggregates each block straight from LMDB's pages (psl__agg_block): one
+ * cursor step per block, no decoder, no copy.  On bench-proj's 10M-event log that is ~7,000
+ * blocks for ~60,000 people a year, ~1.1 ms for all territories.
  */
 #include <stdlib.h>
 
@@ -57,16 +62,12 @@ static int scan_counters(psl_projdb_t *db, MDB_txn *txn, int year, int month,
   return rc ? rc : mrc == MDB_NOTFOUND ? 0 : psl__db_err(mrc);
 }
 
-/* Places of a year's facts decoded without an allocation: a person with more placements in
- * one year than this (transfers) costs a malloc. */
-#define YEAR_PLACES_BUF 16
-
-/* Every year-facts record of (year, terr) — terr 0: of the year, each person once. */
+/* Every year block of (year, terr) — terr 0: of the year, each person once — into fn, as
+ * stored (the bytes stay valid for the transaction). */
 static int scan_years(psl_projdb_t *db, MDB_txn *txn, int year, int terr,
-                      int (*fn)(void *arg, const psl__year_t *y), void *arg) {
+                      int (*fn)(void *arg, const uint8_t *block, size_t len), void *arg) {
   MDB_cursor *c;
   uint8_t start[3];
-  psl__yplace_t buf[YEAR_PLACES_BUF];
   psl__be16(start, (unsigned)year);
   start[2] = (uint8_t)terr;
   int rc = mdb_cursor_open(txn, db->year, &c);
@@ -76,22 +77,13 @@ static int scan_years(psl_projdb_t *db, MDB_txn *txn, int year, int terr,
   int mrc;
   for (mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); mrc == 0;
        mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    const uint8_t *kp = k.mv_data;
-    if (k.mv_size != 19) {
+    if (k.mv_size != PSL__YKEY_BYTES) {
       rc = PSL_ECORRUPT;
       break;
     }
-    if (memcmp(kp, start, 3) != 0)
+    if (memcmp(k.mv_data, start, 3) != 0)
       break;
-    psl__year_t y;
-    y.year = year;
-    memcpy(y.id, kp + 3, PSL_UUID_BYTES);
-    if ((rc = psl__year_decode_buf(v.mv_data, v.mv_size, &y, buf, YEAR_PLACES_BUF)))
-      break;
-    rc = fn(arg, &y);
-    if (y.places != buf)
-      psl__year_free(&y);
-    if (rc)
+    if ((rc = fn(arg, v.mv_data, v.mv_size)))
       break;
   }
   mdb_cursor_close(c);
@@ -105,9 +97,8 @@ static int agg_counter(void *arg, const psl__ckey_t *k, const int64_t *vec) {
   return 0;
 }
 
-static int agg_year(void *arg, const psl__year_t *y) {
-  psl__agg_year(arg, y);
-  return 0;
+static int agg_block(void *arg, const uint8_t *block, size_t len) {
+  return psl__agg_block(arg, block, len);
 }
 
 int psl_projdb_counters(psl_projdb_t *db, MDB_txn *txn, const psl_counters_query_t *q,
@@ -115,7 +106,7 @@ int psl_projdb_counters(psl_projdb_t *db, MDB_txn *txn, const psl_counters_query
   psl__agg_t agg;
   psl__agg_begin(&agg, out, q);
   int rc = scan_counters(db, txn, q->year, q->month, agg_counter, &agg);
-  return rc ? rc : scan_years(db, txn, q->year, q->terr, agg_year, &agg);
+  return rc ? rc : scan_years(db, txn, q->year, q->terr, agg_block, &agg);
 }
 
 int psl_projdb_caseload(psl_projdb_t *db, MDB_txn *txn, int terr, psl_caseload_fn fn,
@@ -165,11 +156,25 @@ static int place_of_counter(void *arg, const psl__ckey_t *k, const int64_t *vec)
   return ps->fn(ps->fnarg, &pl);
 }
 
-static int places_of_year(void *arg, const psl__year_t *y) {
+static int places_of_block(void *arg, const uint8_t *block, size_t len) {
   placescan_t *ps = arg;
-  int rc = 0;
-  for (size_t i = 0; i < y->nplaces && !rc; i++)
-    rc = ps->fn(ps->fnarg, &y->places[i]);
+  psl__yblock_t b;
+  int rc = psl__yblock_open(block, len, &b);
+  if (rc)
+    return rc;
+  const uint8_t *p = b.entries;
+  for (uint32_t i = 0; i < b.n && !rc; i++) {
+    psl__yentry_t e;
+    if ((rc = psl__yentry_parse(p, (size_t)(b.end - p), &e)))
+      break;
+    const uint8_t *pp = e.places;
+    for (size_t j = 0; j < e.nplaces && !rc; j++) {
+      psl__yplace_t pl;
+      pp = psl__yplace_read(pp, &pl);
+      rc = ps->fn(ps->fnarg, &pl);
+    }
+    p += e.len;
+  }
   return rc;
 }
 
@@ -179,7 +184,7 @@ static int db_places(void *arg, int year, int (*fn)(void *fnarg, const psl__ypla
   ps->fn = fn;
   ps->fnarg = fnarg;
   int rc = scan_counters(ps->db, ps->txn, year, 0, place_of_counter, ps);
-  return rc ? rc : scan_years(ps->db, ps->txn, year, 0, places_of_year, ps);
+  return rc ? rc : scan_years(ps->db, ps->txn, year, 0, places_of_block, ps);
 }
 
 static int db_query(void *arg, const psl_counters_query_t *q, psl_counters_t *c) {

@@ -186,6 +186,9 @@ static int index_rebuild(psl_projdb_t *db, MDB_txn *txn, uint64_t upto) {
 
 /* ---- Store a rebuild, compare with one. */
 
+/* Years in which some person has facts, as bits (a mark's month index has 16 bits). */
+#define YEAR_BITS (0x10000 / 12 + 1)
+
 typedef struct {
   psl_projdb_t *db;
   MDB_txn *txn;
@@ -193,26 +196,141 @@ typedef struct {
   psl_diag_t *diag;
   size_t count;
   size_t years, caseload; /* entries expected in proj_year, proj_terr */
+  psl__out_t want;        /* compare: an expected year entry (not db's scratch: a verify
+                           * runs on any thread, beside the writer) */
+  uint64_t *year_bits;    /* store: the years with facts (YEAR_BITS) */
 } walk_t;
+
+/* ---- Year blocks of a rebuild: one year at a time, every entry of the year sorted by
+ * (terr, id), then cut into blocks PSL__YBLOCK_FILL full, appended in key order. */
+
+typedef struct {
+  uint8_t terr;
+  uint8_t id[PSL_UUID_BYTES];
+  size_t off, len; /* the entry, in the arena */
+} yitem_t;
+
+typedef struct {
+  walk_t *w;
+  int year;
+  yitem_t *items;
+  size_t n, cap;
+  psl__out_t arena;
+} ystore_t;
+
+/* 1 if st has an activity mark in year. */
+static int active_in(const psl_participant_t *st, int year) {
+  uint32_t lo = psl__month_index(year, 1) << 16, hi = psl__month_index(year + 1, 1) << 16;
+  for (size_t i = 0; i < st->nmarks; i++)
+    if (st->marks[i] >= lo && st->marks[i] < hi)
+      return 1;
+  return 0;
+}
+
+static int collect_year(void *arg, const void *item) {
+  ystore_t *ys = arg;
+  const psl_participant_t *st = item;
+  psl__year_t y;
+  if (!psl__participant_counts(st) || !active_in(st, ys->year))
+    return 0;
+  int rc = psl__year_make(st, ys->year, &y);
+  if (rc)
+    return rc;
+  size_t off = ys->arena.len;
+  rc = psl__yentry_encode(&ys->arena, &y);
+  unsigned seen = 0;
+  for (size_t j = 0; j <= y.nplaces && !rc; j++) {
+    uint8_t t = j == 0 ? 0 : y.places[j - 1].terr;
+    if (seen & (1u << (t & 31)))
+      continue;
+    seen |= 1u << (t & 31);
+    if (ys->n == ys->cap) {
+      size_t ncap = ys->cap ? ys->cap * 2 : 4096;
+      yitem_t *p = realloc(ys->items, ncap * sizeof *p);
+      if (!p) {
+        rc = PSL_ENOMEM;
+        break;
+      }
+      ys->items = p;
+      ys->cap = ncap;
+    }
+    yitem_t *it = &ys->items[ys->n++];
+    it->terr = t;
+    memcpy(it->id, st->id, PSL_UUID_BYTES);
+    it->off = off;
+    it->len = ys->arena.len - off;
+  }
+  psl__year_free(&y);
+  return rc;
+}
+
+static int yitem_cmp(const void *a, const void *b) {
+  const yitem_t *x = a, *y = b;
+  if (x->terr != y->terr)
+    return x->terr < y->terr ? -1 : 1;
+  return memcmp(x->id, y->id, PSL_UUID_BYTES);
+}
+
+/* The collected entries, sorted, as blocks. */
+static int write_year(ystore_t *ys) {
+  walk_t *w = ys->w;
+  psl__yitem_t *block = malloc((ys->n ? ys->n : 1) * sizeof *block);
+  int rc = block ? 0 : PSL_ENOMEM;
+  qsort(ys->items, ys->n, sizeof *ys->items, yitem_cmp);
+  for (size_t i = 0, j; i < ys->n && !rc; i = j) {
+    size_t bytes = 0;
+    for (j = i; j < ys->n && ys->items[j].terr == ys->items[i].terr &&
+                (j == i || bytes + PSL_UUID_BYTES + ys->items[j].len <= PSL__YBLOCK_FILL);
+         j++) {
+      block[j - i].id = ys->items[j].id;
+      block[j - i].entry = ys->arena.p + ys->items[j].off;
+      block[j - i].len = ys->items[j].len;
+      bytes += PSL_UUID_BYTES + ys->items[j].len;
+    }
+    uint8_t key[PSL__YKEY_BYTES];
+    psl__db_year_key(key, ys->year, ys->items[i].terr, ys->items[i].id);
+    if (!(rc = psl__yblock_build(&w->db->ysplit, block, j - i))) {
+      MDB_val k = {sizeof key, key}, v = {w->db->ysplit.len, w->db->ysplit.p};
+      rc = psl__db_err(mdb_put(w->txn, w->db->year, &k, &v, MDB_APPEND));
+    }
+  }
+  free(block);
+  return rc;
+}
+
+/* proj_year from mem (emptied before): the years store_part saw, in order. */
+static int store_years(walk_t *w) {
+  ystore_t ys = {w, 0, NULL, 0, 0, {0}};
+  int rc = 0;
+  for (int year = 0; year < YEAR_BITS && !rc; year++) {
+    if (!(w->year_bits[year / 64] >> (year % 64) & 1))
+      continue;
+    ys.year = year;
+    ys.n = 0;
+    ys.arena.len = 0;
+    if (!(rc = psl__mem_each(w->mem, PSL__MEM_PARTS, collect_year, &ys)))
+      rc = ys.arena.err ? ys.arena.err : write_year(&ys);
+  }
+  free(ys.items);
+  psl__out_free(&ys.arena);
+  return rc;
+}
 
 static int store_part(void *arg, const void *item) {
   walk_t *w = arg;
   const psl_participant_t *st = item;
-  psl__year_t *ys = NULL;
-  size_t n = 0, cap = 0;
   w->db->out.len = 0;
   int rc = psl__participant_encode(&w->db->out, st);
   if (!rc) {
     MDB_val k = {PSL_UUID_BYTES, (void *)st->id}, v = {w->db->out.len, w->db->out.p};
     rc = psl__db_err(mdb_put(w->txn, w->db->part, &k, &v, 0));
   }
-  if (!rc)
-    rc = psl__db_years_of(st, &ys, &n, &cap);
-  for (size_t i = 0; i < n && !rc; i++)
-    rc = psl__db_year_write(w->db, w->txn, &ys[i], 1);
-  for (size_t i = 0; i < n; i++)
-    psl__year_free(&ys[i]);
-  free(ys);
+  if (!rc && psl__participant_counts(st)) {
+    int years[100];
+    size_t ny = psl__participant_years(st, years, sizeof years / sizeof years[0]);
+    for (size_t i = 0; i < ny; i++)
+      w->year_bits[years[i] / 64] |= UINT64_C(1) << (years[i] % 64);
+  }
   if (!rc && st->known)
     rc = psl__db_caseload_write(w->db, w->txn, st->terr, st->id, st->status, 1);
   return rc;
@@ -249,11 +367,13 @@ static int store_counter(void *arg, const void *item) {
  * else rebuilt from the log. */
 static int store_mem(psl_projdb_t *db, MDB_txn *txn, const psl_proj_t *mem, seqindex_t *idx) {
   MDB_dbi all[] = {db->part, db->sess, db->counters, db->year, db->terr};
-  walk_t w = {db, txn, mem, NULL, 0, 0, 0};
-  int rc = 0;
+  walk_t w = {db, txn, mem, NULL, 0, 0, 0, {0}, calloc((YEAR_BITS + 63) / 64, 8)};
+  int rc = w.year_bits ? 0 : PSL_ENOMEM;
   for (size_t i = 0; i < sizeof all / sizeof all[0] && !rc; i++)
     rc = psl__db_err(mdb_drop(txn, all[i], 0));
   if (!rc) rc = psl__mem_each(mem, PSL__MEM_PARTS, store_part, &w);
+  if (!rc) rc = store_years(&w);
+  free(w.year_bits);
   if (!rc) rc = psl__mem_each(mem, PSL__MEM_SESSIONS, store_sess, &w);
   if (!rc) rc = psl__mem_each(mem, PSL__MEM_COUNTERS, store_counter, &w);
   if (!rc) rc = idx ? index_write(db, txn, idx) : index_rebuild(db, txn, psl_proj_seq(mem));
@@ -280,6 +400,90 @@ static size_t db_entries(MDB_txn *txn, MDB_dbi dbi) {
   return mdb_stat(txn, dbi, &st) == 0 ? st.ms_entries : (size_t)-1;
 }
 
+/* Entries one year's facts should have: terr 0, and each territory of its places. */
+static size_t year_entries(const psl__year_t *y) {
+  unsigned seen = 1;
+  size_t n = 1;
+  for (size_t j = 0; j < y->nplaces; j++) {
+    unsigned bit = 1u << (y->places[j].terr & 31);
+    n += !(seen & bit);
+    seen |= bit;
+  }
+  return n;
+}
+
+/* Entry e of id, in a block of (year, terr): what mem's facts for that year encode to, in a
+ * territory of theirs. */
+static int cmp_entry(walk_t *w, int year, uint8_t terr, const uint8_t *id,
+                     const psl__yentry_t *e) {
+  const psl_participant_t *st = psl__mem_participant(w->mem, id);
+  psl__year_t y;
+  if (!st || !psl__participant_counts(st) || !active_in(st, year))
+    return differ(w, "year facts", id);
+  int rc = psl__year_make(st, year, &y);
+  if (rc)
+    return rc;
+  int in_terr = terr == 0;
+  for (size_t j = 0; j < y.nplaces; j++)
+    in_terr |= y.places[j].terr == terr;
+  w->want.len = 0;
+  rc = psl__yentry_encode(&w->want, &y);
+  psl__year_free(&y);
+  if (!rc && (!in_terr || e->len != w->want.len || memcmp(e->p, w->want.p, e->len) != 0))
+    rc = differ(w, "year facts", id);
+  return rc;
+}
+
+/* Every stored year entry, against mem: each equal to its expected encoding, each (year,
+ * terr)'s ids strictly ascending across its blocks and none below its block's bound (so no
+ * person twice); with the count checked against what mem expects, the sets are equal. */
+static int cmp_years(walk_t *w, size_t *stored) {
+  MDB_cursor *c;
+  uint8_t last[PSL__YKEY_BYTES]; /* year ‖ terr ‖ id of the entry before */
+  *stored = 0;
+  int rc = mdb_cursor_open(w->txn, w->db->year, &c);
+  if (rc)
+    return psl__db_err(rc);
+  memset(last, 0, sizeof last);
+  MDB_val k, v;
+  int mrc, first = 1;
+  for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0 && !rc;
+       mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    const uint8_t *kp = k.mv_data;
+    psl__yblock_t b;
+    if (k.mv_size != PSL__YKEY_BYTES || (rc = psl__yblock_open(v.mv_data, v.mv_size, &b)))
+      break;
+    /* the bound: <= the block's ids, > those of the block before */
+    if (memcmp(b.ids, kp + 3, PSL_UUID_BYTES) < 0 ||
+        (!first && memcmp(last, kp, 3) == 0 && memcmp(last + 3, kp + 3, PSL_UUID_BYTES) >= 0)) {
+      rc = differ(w, "year block bound", NULL);
+      break;
+    }
+    int year = kp[0] << 8 | kp[1];
+    const uint8_t *p = b.entries;
+    for (uint32_t i = 0; i < b.n && !rc; i++) {
+      const uint8_t *id = b.ids + (size_t)i * PSL_UUID_BYTES;
+      psl__yentry_t e;
+      if (!first && memcmp(last, kp, 3) == 0 && memcmp(last + 3, id, PSL_UUID_BYTES) >= 0) {
+        rc = differ(w, "year entries order", id);
+        break;
+      }
+      first = 0;
+      memcpy(last, kp, 3);
+      memcpy(last + 3, id, PSL_UUID_BYTES);
+      if ((rc = psl__yentry_parse(p, (size_t)(b.end - p), &e)) ||
+          (rc = cmp_entry(w, year, kp[2], id, &e)))
+        break;
+      p += e.len;
+      ++*stored;
+    }
+    if (!rc && p != b.end)
+      rc = PSL_ECORRUPT;
+  }
+  mdb_cursor_close(c);
+  return rc ? rc : mrc == 0 || mrc == MDB_NOTFOUND ? 0 : psl__db_err(mrc);
+}
+
 static int cmp_part(void *arg, const void *item) {
   walk_t *w = arg;
   const psl_participant_t *st = item;
@@ -300,29 +504,8 @@ static int cmp_part(void *arg, const void *item) {
   w->count++;
   if ((rc = psl__db_years_of(st, &ys, &n, &cap)))
     return rc;
-  for (size_t i = 0; i < n && !rc; i++) {
-    unsigned seen = 0;
-    for (size_t j = 0; j <= ys[i].nplaces && !rc; j++) {
-      uint8_t t = j == 0 ? 0 : ys[i].places[j - 1].terr, key[19];
-      if (seen & (1u << t))
-        continue;
-      seen |= 1u << t;
-      MDB_val yk = {psl__db_year_key(key, ys[i].year, t, st->id), key}, yv;
-      psl__year_t y;
-      y.year = ys[i].year;
-      memcpy(y.id, st->id, PSL_UUID_BYTES);
-      if ((rc = mdb_get(w->txn, w->db->year, &yk, &yv))) {
-        rc = rc == MDB_NOTFOUND ? differ(w, "year facts missing", st->id) : psl__db_err(rc);
-        break;
-      }
-      if ((rc = psl__year_decode(yv.mv_data, yv.mv_size, &y)))
-        break;
-      if (!psl__year_equal(&y, &ys[i]))
-        rc = differ(w, "year facts", st->id);
-      psl__year_free(&y);
-      w->years++;
-    }
-  }
+  for (size_t i = 0; i < n; i++)
+    w->years += year_entries(&ys[i]);
   for (size_t i = 0; i < n; i++)
     psl__year_free(&ys[i]);
   free(ys);
@@ -399,14 +582,14 @@ static int scan_all_counters(walk_t *w) {
 
 int psl_projdb_compare(psl_projdb_t *db, MDB_txn *txn, const psl_proj_t *mem,
                        psl_diag_t *diag) {
-  walk_t w = {db, txn, mem, diag, 0, 0, 0};
+  walk_t w = {db, txn, mem, diag, 0, 0, 0, {0}, NULL};
   uint64_t seq;
   int rc = psl_projdb_seq(db, txn, &seq);
   if (rc)
     return rc;
   if (seq != psl_proj_seq(mem))
     return differ(&w, "proj_seq", NULL);
-  size_t years_expected, caseload_expected;
+  size_t years_expected, caseload_expected, years_stored;
   if ((rc = psl__mem_each(mem, PSL__MEM_PARTS, cmp_part, &w)))
     goto done;
   years_expected = w.years;
@@ -415,7 +598,9 @@ int psl_projdb_compare(psl_projdb_t *db, MDB_txn *txn, const psl_proj_t *mem,
     rc = differ(&w, "participant count", NULL);
     goto done;
   }
-  if (years_expected != db_entries(txn, db->year)) {
+  if ((rc = cmp_years(&w, &years_stored)))
+    goto done;
+  if (years_expected != years_stored) {
     rc = differ(&w, "year facts count", NULL);
     goto done;
   }
@@ -439,6 +624,7 @@ int psl_projdb_compare(psl_projdb_t *db, MDB_txn *txn, const psl_proj_t *mem,
   if (w.count != stored)
     rc = differ(&w, "counter key count", NULL);
 done:
+  psl__out_free(&w.want);
   return rc;
 }
 
@@ -489,7 +675,7 @@ static int fold_log(psl_projdb_t *db, MDB_txn *txn, uint64_t from, uint64_t upto
     if ((rc = psl__db_decode_record(&v, ev)) || (rc = seqindex_add(&fr.idx, ev->stream, seq)))
       break;
     if (seq > from && ++n == FOLD_RUN) {
-      if ((rc = psl__mem_apply_run(mem, run, n, seqindex_iter, &fr)))
+      if ((rc = psl__mem_apply_run(mem, run, NULL, n, seqindex_iter, &fr)))
         break;
       n = 0;
     }
@@ -498,7 +684,7 @@ static int fold_log(psl_projdb_t *db, MDB_txn *txn, uint64_t from, uint64_t upto
   if (!rc && mrc != 0 && mrc != MDB_NOTFOUND)
     rc = psl__db_err(mrc);
   if (!rc && n)
-    rc = psl__mem_apply_run(mem, run, n, seqindex_iter, &fr);
+    rc = psl__mem_apply_run(mem, run, NULL, n, seqindex_iter, &fr);
   free(run);
   if (keep && !rc)
     *keep = fr.idx;

@@ -382,7 +382,8 @@ int psl_proj_rebuild_from_log(psl_log_t *log, psl_proj_t **out);
  *    proj_part     participant id (16) → state
  *    proj_sess     session id (16) → its effective session.held records
  *    proj_counters year (2 BE) ‖ month (1) ‖ terr (1) ‖ programme (1) ‖ site → additive counts
- *    proj_year     year (2 BE) ‖ terr (1, 0 = all) ‖ participant id (16) → per-person facts
+ *    proj_year     year (2 BE) ‖ terr (1, 0 = all) ‖ lower-bound participant id (16) → a
+ *                  block of per-person facts (the ids ascending, then one entry each)
  *    proj_terr     terr (1) ‖ participant id (16) → status (1): caseloads
  *    proj_stream   kind (1) ‖ stream id (16) ‖ seq (8 BE) → (): the streams' events
  *    proj_meta     "proj_seq" → seq (8 BE) the projections reflect; "format" → version

@@ -226,12 +226,18 @@ typedef struct {
   uint16_t mask;     /* months of the period as bits */
   int64_t end;       /* the period's end */
   int64_t stop;      /* end, or now_ms if earlier: for months followed */
+  uint8_t last_code; /* year entries' month codes of dates before end: 1..last_code (codec.c) */
+  uint8_t site_len;  /* strlen(c->q.site) */
+  uint8_t ngender, neducation, nexit;    /* code table sizes, to check entries against */
+  uint8_t isced[PSL_CODE_MAX + 1];       /* ISCED group by education code */
 } psl__agg_t;
 void psl__agg_begin(psl__agg_t *a, psl_counters_t *c, const psl_counters_query_t *q);
 /* Accumulate one person-year, and one counter vector. */
 void psl__agg_year(const psl__agg_t *a, const psl__year_t *y);
 int psl__ckey_matches(const psl_counters_query_t *q, const psl__ckey_t *k);
 void psl__agg_vec(psl_counters_t *c, const int64_t vec[PSL__C_N]);
+/* Accumulate every person of a year block (codec.c) straight from its bytes.  PSL_ECORRUPT. */
+int psl__agg_block(const psl__agg_t *a, const uint8_t *p, size_t len);
 void psl__counters_start(psl_counters_t *c, const psl_counters_query_t *q);
 
 /* ---- codec.c: byte layouts (documented there). */
@@ -250,11 +256,53 @@ void psl__out_free(psl__out_t *o);
 
 int psl__participant_encode(psl__out_t *o, const psl_participant_t *st);
 int psl__participant_decode(const uint8_t *p, size_t len, psl_participant_t *st);
-int psl__year_encode(psl__out_t *o, const psl__year_t *y);
-int psl__year_decode(const uint8_t *p, size_t len, psl__year_t *y);
-/* The same, with places in buf when they fit (then y->places == buf: do not free them). */
-int psl__year_decode_buf(const uint8_t *p, size_t len, psl__year_t *y, psl__yplace_t *buf,
-                         size_t bufcap);
+/* Year blocks (proj_year): the compact per-year entries of a run of people, ids ascending. */
+enum { /* offsets in an entry's fixed head (codec.c) */
+  PSL__YE_GENDER = 0, PSL__YE_EDUCATION = 1, PSL__YE_EXIT_REASON = 2, PSL__YE_FLAGS = 3,
+  PSL__YE_REF_MONTH = 4, PSL__YE_EXIT_MONTH = 5, PSL__YE_ACTIVATED = 6, PSL__YE_HOUSING = 7,
+  PSL__YE_HOMELESS = 8, PSL__YE_CARE = 9, PSL__YE_BIRTH_YEAR = 10, PSL__YE_NPLACES = 12,
+  PSL__YE_REF_PLACE = 14, PSL__YE_EXIT_PLACE = 16, PSL__YE_REFERRED_AT = 18,
+  PSL__YE_EXITED_AT = 26, PSL__YE_HEAD = 34
+};
+enum { PSL__YE_RSA = 1, PSL__YE_EXIT_EMPLOYMENT = 2, PSL__YE_EXIT_TRAINING = 4 };
+/* Month codes of a date in an entry's year: none, before the year, month m = BEFORE + m, after. */
+enum { PSL__YE_CODE_NONE = 0, PSL__YE_CODE_BEFORE = 1, PSL__YE_CODE_AFTER = 14 };
+#define PSL__YE_NO_PLACE 0xffffu
+typedef struct {
+  const uint8_t *ids;      /* n × 16, ascending */
+  const uint8_t *entries;  /* n entries, in the ids' order */
+  const uint8_t *end;
+  uint32_t n;
+} psl__yblock_t;
+typedef struct {
+  const uint8_t *p;      /* the entry (its head: PSL__YE_HEAD bytes) */
+  const uint8_t *places; /* its nplaces places */
+  size_t nplaces, len;   /* len: of the whole entry */
+} psl__yentry_t;
+/* y's entry appended to o.  PSL_ENOMEM, PSL_EINVALID (more places than an entry holds). */
+int psl__yentry_encode(psl__out_t *o, const psl__year_t *y);
+/* The entry at p (left bytes at most), its codes, counts and lengths checked.  PSL_ECORRUPT. */
+int psl__yentry_parse(const uint8_t *p, size_t left, psl__yentry_t *e);
+/* The place at p of a parsed entry into pl; returns the next place. */
+const uint8_t *psl__yplace_read(const uint8_t *p, psl__yplace_t *pl);
+/* A block's header and ids checked (not its entries).  PSL_ECORRUPT. */
+int psl__yblock_open(const uint8_t *p, size_t len, psl__yblock_t *b);
+/* Index of id in b (1 found) or where it would go (0). */
+int psl__yblock_find(const psl__yblock_t *b, const uint8_t id[PSL_UUID_BYTES], uint32_t *i);
+/* b (NULL: an empty block) with id's entry set to entry[0..len) (entry NULL: removed),
+ * written to o (o->len 0: the block is now empty).  PSL_ECORRUPT, PSL_ENOMEM. */
+int psl__yblock_splice(psl__out_t *o, const psl__yblock_t *b, const uint8_t id[PSL_UUID_BYTES],
+                       const uint8_t *entry, size_t len);
+/* Where to split b (n >= 2) in two halves of about the same bytes: 1 <= *i < n. */
+int psl__yblock_middle(const psl__yblock_t *b, uint32_t *i);
+/* Entries [from, to) of b as a block, written to o. */
+int psl__yblock_slice(psl__out_t *o, const psl__yblock_t *b, uint32_t from, uint32_t to);
+/* A block of n people (ids ascending), written to o. */
+typedef struct {
+  const uint8_t *id, *entry;
+  size_t len;
+} psl__yitem_t;
+int psl__yblock_build(psl__out_t *o, const psl__yitem_t *items, size_t n);
 void psl__vec_encode(const int64_t vec[PSL__C_N], uint8_t out[PSL__C_N * 8]);
 int psl__vec_decode(const uint8_t *p, size_t len, int64_t vec[PSL__C_N]);
 
@@ -297,12 +345,19 @@ struct psl__store_s {
 };
 
 int psl__engine_apply(psl__store_t *s, const psl_event_t *ev);
+/* psl__engine_apply in two steps, so that a rebuild parses on another thread than it folds.
+ * The fact of ev: 0, or 1 for an event the fold ignores (f->stream_kind is then
+ * PSL__STREAM_BAD).  f may point into ev's bytes (attendees): keep them alive. */
+int psl__engine_fact(const psl_event_t *ev, psl__fact_t *f);
+/* Fold ev whose fact psl__engine_fact gave (a PSL__STREAM_BAD fact is ignored). */
+int psl__engine_apply_fact(psl__store_t *s, const psl_event_t *ev, const psl__fact_t *f);
 
 /* ---- store-mem.c internals that the LMDB store's store, compare and verify read. */
 void psl__mem_set_seq(psl_proj_t *p, uint64_t seq);
-/* Apply n events in order, prefetching the states they will touch (rebuilds). */
-int psl__mem_apply_run(psl_proj_t *p, const psl_event_t *evs, size_t n, psl_stream_iter_fn iter,
-                       void *arg);
+/* Apply n events in order, prefetching the states they will touch (rebuilds).  facts, when
+ * not NULL, holds psl__engine_fact of each event (parsed ahead, e.g. on another thread). */
+int psl__mem_apply_run(psl_proj_t *p, const psl_event_t *evs, const psl__fact_t *facts, size_t n,
+                       psl_stream_iter_fn iter, void *arg);
 const psl_participant_t *psl__mem_participant(const psl_proj_t *p,
                                               const uint8_t id[PSL_UUID_BYTES]);
 const psl__session_t *psl__mem_session(const psl_proj_t *p, const uint8_t id[PSL_UUID_BYTES]);
@@ -322,7 +377,7 @@ int psl__mem_counters(const psl_proj_t *p, const psl_counters_query_t *q, psl_co
 
 /* proj_meta "format": these layouts, codec.c's records and codes.c's tables.  Another value
  * makes the open drop the databases and rebuild them. */
-#define PSL__PROJ_FORMAT 3
+#define PSL__PROJ_FORMAT 4
 /* proj_stream key: kind ('p' or 's') ‖ stream id. */
 #define PSL__SKEY_BYTES (1 + PSL_UUID_BYTES)
 
@@ -339,6 +394,7 @@ struct psl_projdb_s {
   size_t cap_old_marks, cap_old_transfers;
   psl__session_t cur_sess;
   psl__out_t out;
+  psl__out_t yentry, yblock, ysplit; /* a year entry, the block it goes into, a half of it */
 };
 
 /* Where a stream iterator reads: the log's `events` through txn. */
@@ -366,8 +422,30 @@ int psl__db_err(int mdb_rc); /* LMDB code → PSL_E* (0 stays 0) */
 int psl__db_format_ok(psl_projdb_t *db, MDB_txn *txn);
 int psl__db_set_seq(psl_projdb_t *db, MDB_txn *txn, uint64_t seq, int format);
 int psl__db_years_of(const psl_participant_t *st, psl__year_t **out, size_t *n, size_t *cap);
-size_t psl__db_year_key(uint8_t key[19], int year, uint8_t terr, const uint8_t id[PSL_UUID_BYTES]);
-int psl__db_year_write(psl_projdb_t *db, MDB_txn *txn, const psl__year_t *y, int put);
+/* Bytes of a year block past which an insert splits it (one person's entry excepted).  A
+ * query reads a year's people at the speed of memory when they lie in few long runs: a
+ * block past ~2 KB lies in LMDB overflow pages, which are contiguous (on bench-proj's log,
+ * blocks of 12-16 KB took an all-territory query to 1.1 ms, against 2.8 ms for ~1 KB ones).
+ * Each update rewrites its block, though: this bounds that copy whatever the number of
+ * people.  A rebuild fills blocks to 3/4, so that the inserts after it split few. */
+#define PSL__YBLOCK_MAX_DEFAULT (16 * 1024)
+#define PSL__YBLOCK_MAX (psl__test_yblock_max ? psl__test_yblock_max : PSL__YBLOCK_MAX_DEFAULT)
+#define PSL__YBLOCK_FILL (PSL__YBLOCK_MAX / 4 * 3)
+
+/* Test knobs, 0 (the default) in production: a test sets them in its own process (each
+ * runs forked) to reach paths that real sizes reach only on big logs — year blocks that
+ * split (store-lmdb.c) with 200, a rebuild that spans many chunks (rebuild-log.c) with a few
+ * KiB per chunk. */
+extern size_t psl__test_yblock_max;
+extern size_t psl__test_rebuild_chunk;
+/* proj_year key: year ‖ terr ‖ id (a block's lower bound). */
+#define PSL__YKEY_BYTES (3 + PSL_UUID_BYTES)
+void psl__db_year_key(uint8_t key[PSL__YKEY_BYTES], int year, uint8_t terr,
+                      const uint8_t id[PSL_UUID_BYTES]);
+/* Set y's entries (one per territory of its places, and terr 0), replacing old's (NULL: none)
+ * and removing those of old's territories that y lacks; y NULL: remove old's. */
+int psl__db_year_write(psl_projdb_t *db, MDB_txn *txn, const psl__year_t *old,
+                       const psl__year_t *y);
 int psl__db_caseload_write(psl_projdb_t *db, MDB_txn *txn, uint8_t terr,
                            const uint8_t id[PSL_UUID_BYTES], int status, int put);
 /* A record of `events` (hash ‖ canonical) into ev, zero-copy.  PSL_ECORRUPT. */

@@ -10,6 +10,7 @@
  * recomputation's stream read does the same.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "psl_domain_int.h"
@@ -17,7 +18,10 @@
 
 /* Bytes of canonical events copied out per read: large enough to amortise a transaction
  * over thousands of 300-byte events, small enough to stay in cache-sized memory. */
-#define REBUILD_CHUNK_BYTES (4u * 1024u * 1024u)
+#define REBUILD_CHUNK_DEFAULT (4u * 1024u * 1024u)
+#define REBUILD_CHUNK_BYTES (psl__test_rebuild_chunk ? psl__test_rebuild_chunk : REBUILD_CHUNK_DEFAULT)
+
+size_t psl__test_rebuild_chunk;
 
 typedef struct {
   psl_buf_t buf;
@@ -105,16 +109,25 @@ static int stream_iter(void *arg, psl_str_t stream, uint64_t before_seq, psl_eve
 
 /* ---- The rebuild: two threads, a reader and a folder.
  *
- * The reader (a thread of its own) reads a chunk of the log with psl_log_read, copies it out
- * and decodes its events; the folder (the caller's thread) folds the previous chunk
- * meanwhile.  Reading and decoding cost about as much as folding, so on two cores the
- * rebuild takes the longer of the two instead of their sum.  Two chunks circulate: the
- * reader fills one while the folder empties the other. */
+ * The reader (a thread of its own) reads a chunk of the log with psl_log_read, copies it out,
+ * decodes its events and parses them into facts (psl__engine_fact); the folder (the caller's
+ * thread) folds the previous chunk meanwhile.  On two cores the rebuild then takes the longer
+ * of the two instead of their sum, so the parse, which either can do, goes to whichever is
+ * idle: the reader parses until the folder waits for the chunk, then hands it over with
+ * the rest of its facts (from nfacts on) for the folder to parse.  Two chunks circulate: the
+ * reader fills one while the folder empties the other.  A chunk's events and facts point
+ * into its copied bytes, which stay put until the folder hands the chunk back. */
+
+/* Facts parsed between two looks at whether the folder waits: a look is an atomic load,
+ * a batch ~10 us of parsing, far below a chunk's few ms. */
+#define REBUILD_FACT_BATCH 64u
 
 typedef struct {
   copied_t cp;
   psl_event_t *evs;
+  psl__fact_t *facts; /* facts[i]: evs[i]'s (PSL__STREAM_BAD: not folded) */
   size_t n, cap;
+  size_t nfacts; /* facts parsed by the reader: the folder parses the others */
   int rc;   /* the read's error: the folder stops there */
   int last; /* nothing after this chunk */
 } chunk_t;
@@ -125,6 +138,7 @@ typedef struct {
   chunk_t chunk[2];
   int full[2]; /* chunk i holds events for the folder */
   int stop;    /* the folder gave up: the reader ends */
+  atomic_int waiting; /* the folder waits for a chunk: the reader stops parsing */
   pthread_mutex_t mu;
   pthread_cond_t cond;
 } pipe_t;
@@ -144,17 +158,27 @@ static void read_chunk(pipe_t *pp, chunk_t *ck, uint64_t *after) {
     n++;
   if (!ck->rc && n > ck->cap) {
     psl_event_t *e = realloc(ck->evs, n * sizeof *e);
-    if (!e)
-      ck->rc = PSL_ENOMEM;
-    else {
+    psl__fact_t *f = realloc(ck->facts, n * sizeof *f);
+    if (e)
       ck->evs = e;
+    if (f)
+      ck->facts = f;
+    if (!e || !f)
+      ck->rc = PSL_ENOMEM;
+    else
       ck->cap = n;
-    }
   }
   for (size_t i = 0; !ck->rc && i < n; i++)
     if (read_event(psl_buf_data(&ck->cp.buf) + ck->cp.off[i], ck->cp.len[i], &ck->evs[i]))
       ck->rc = PSL_ECORRUPT;
+  size_t nf = 0;
+  for (; !ck->rc && nf < n; nf++) {
+    if (nf % REBUILD_FACT_BATCH == 0 && atomic_load_explicit(&pp->waiting, memory_order_relaxed))
+      break;
+    psl__engine_fact(&ck->evs[nf], &ck->facts[nf]); /* 1 marks the fact: nothing to keep */
+  }
   ck->n = ck->rc ? 0 : n;
+  ck->nfacts = ck->rc ? 0 : nf;
   ck->last = ck->rc || ck->cp.n == 0 || last <= *after || last >= pp->head;
   *after = last;
 }
@@ -190,6 +214,7 @@ int psl_proj_rebuild_from_log(psl_log_t *log, psl_proj_t **out) {
   if (rc)
     return rc;
   memset(&pp, 0, sizeof pp);
+  atomic_init(&pp.waiting, 0);
   pp.log = log;
   pp.head = psl_log_head(log, NULL);
   for (int i = 0; i < 2; i++)
@@ -201,13 +226,18 @@ int psl_proj_rebuild_from_log(psl_log_t *log, psl_proj_t **out) {
     rc = PSL_ENOMEM;
   for (int i = 0; started && !rc; i ^= 1) {
     pthread_mutex_lock(&pp.mu);
-    while (!pp.full[i])
+    while (!pp.full[i]) {
+      atomic_store_explicit(&pp.waiting, 1, memory_order_relaxed);
       pthread_cond_wait(&pp.cond, &pp.mu);
+    }
+    atomic_store_explicit(&pp.waiting, 0, memory_order_relaxed);
     pthread_mutex_unlock(&pp.mu);
     chunk_t *ck = &pp.chunk[i];
     rc = ck->rc;
+    for (size_t j = ck->nfacts; !rc && j < ck->n; j++)
+      psl__engine_fact(&ck->evs[j], &ck->facts[j]); /* the facts the reader left */
     if (!rc)
-      rc = psl__mem_apply_run(mem, ck->evs, ck->n, stream_iter, log);
+      rc = psl__mem_apply_run(mem, ck->evs, ck->facts, ck->n, stream_iter, log);
     int last = ck->last;
     pthread_mutex_lock(&pp.mu);
     pp.full[i] = 0;
@@ -225,6 +255,7 @@ int psl_proj_rebuild_from_log(psl_log_t *log, psl_proj_t **out) {
   for (int i = 0; i < 2; i++) {
     copied_free(&pp.chunk[i].cp);
     free(pp.chunk[i].evs);
+    free(pp.chunk[i].facts);
   }
   if (rc) {
     psl_proj_free(mem);

@@ -11,11 +11,18 @@
  *                  val  the session's effective session.held records (codec.c)
  *   proj_counters  key  year (2) ‖ month (1) ‖ terr (1) ‖ programme (1, 0: none) ‖ site (0..48)
  *                  val  PSL__C_N × i64: the additive counts of that key; absent when all zero
- *   proj_year      key  year (2) ‖ terr (1) ‖ participant id (16)
- *                  val  the participant's per-year facts (codec.c), stored under each
- *                       territory where the person had activity that year, and once more
- *                       under terr 0: a query for one territory reads its prefix, a query
- *                       for all reads terr 0's (so a transferred person counts once)
+ *   proj_year      key  year (2) ‖ terr (1) ‖ lower bound (16: a participant id)
+ *                  val  a year block (codec.c): the per-year facts of a run of people, one
+ *                       entry each, ids ascending.  A person's entry is stored under each
+ *                       territory where they had activity that year, and once more under
+ *                       terr 0: a query for one territory reads its prefix, a query for all
+ *                       reads terr 0's (so a transferred person counts once).  Within a
+ *                       (year, terr), each block's key is <= its ids, which are < the next
+ *                       block's key: a person's block is the last whose key is <= the id.
+ *                       A block is rewritten whole when one of its entries changes, split
+ *                       in two past PSL__YBLOCK_MAX bytes, deleted when empty; a rebuild
+ *                       writes them PSL__YBLOCK_FILL full.  Where blocks split thus depends
+ *                       on history: compare reads their entries, not their bounds
  *   proj_terr      key  terr (1) ‖ participant id (16)
  *                  val  status (1): caseloads, by current territory
  *   proj_stream    key  kind (1: 'p' participant, 's' session) ‖ stream id (16)
@@ -49,6 +56,8 @@
 #include <stdlib.h>
 
 #include "psl_domain_int.h"
+
+size_t psl__test_yblock_max;
 
 static const MDB_val META_SEQ = {8, (void *)"proj_seq"};
 static const MDB_val META_FORMAT = {6, (void *)"format"};
@@ -137,6 +146,9 @@ void psl_projdb_free(psl_projdb_t *db) {
   psl_participant_free(&db->cur);
   psl__session_free(&db->cur_sess);
   psl__out_free(&db->out);
+  psl__out_free(&db->yentry);
+  psl__out_free(&db->yblock);
+  psl__out_free(&db->ysplit);
   free(db);
 }
 
@@ -204,35 +216,126 @@ int psl__db_years_of(const psl_participant_t *st, psl__year_t **out, size_t *n, 
   return 0;
 }
 
-size_t psl__db_year_key(uint8_t key[19], int year, uint8_t terr, const uint8_t id[PSL_UUID_BYTES]) {
+void psl__db_year_key(uint8_t key[PSL__YKEY_BYTES], int year, uint8_t terr,
+                      const uint8_t id[PSL_UUID_BYTES]) {
   psl__be16(key, (unsigned)year);
   key[2] = terr;
   memcpy(key + 3, id, PSL_UUID_BYTES);
-  return 19;
 }
 
-/* Put (or delete, put = 0) the entries of one year's facts: terr 0, then one per distinct
- * territory. */
-int psl__db_year_write(psl_projdb_t *db, MDB_txn *txn, const psl__year_t *y, int put) {
-  uint8_t key[19];
-  unsigned seen = 0;
+/* Territories of a year's entries as bits: terr 0 and those of its places. */
+static unsigned year_terrs(const psl__year_t *y) {
+  unsigned t = 1;
+  for (size_t i = 0; y && i < y->nplaces; i++)
+    t |= 1u << (y->places[i].terr & 31);
+  return y ? t : 0;
+}
+
+/* The block of (year, terr) where id belongs, the cursor on it: the last whose key is <= id,
+ * else the first of (year, terr) (*rekey = 1: id goes below its bound).  *have = 0 when
+ * (year, terr) has no block. */
+static int block_find(MDB_cursor *c, const uint8_t want[PSL__YKEY_BYTES], MDB_val *k, MDB_val *v,
+                      int *have, int *rekey) {
+  *have = *rekey = 0;
+  k->mv_size = PSL__YKEY_BYTES;
+  k->mv_data = (void *)want;
+  int mrc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+  if (mrc && mrc != MDB_NOTFOUND)
+    return psl__db_err(mrc);
+  int at = mrc == 0 && k->mv_size == PSL__YKEY_BYTES && memcmp(k->mv_data, want, 3) == 0;
+  if (at && memcmp(k->mv_data, want, PSL__YKEY_BYTES) == 0) {
+    *have = 1;
+    return 0;
+  }
+  MDB_val pk, pv;
+  int prc = mdb_cursor_get(c, &pk, &pv, mrc == 0 ? MDB_PREV : MDB_LAST);
+  if (prc && prc != MDB_NOTFOUND)
+    return psl__db_err(prc);
+  if (prc == 0 && pk.mv_size == PSL__YKEY_BYTES && memcmp(pk.mv_data, want, 3) == 0) {
+    *k = pk;
+    *v = pv;
+    *have = 1;
+  } else if (at) { /* k, v: still the block SET_RANGE found (nothing was written since) */
+    *have = *rekey = 1;
+  }
+  return 0;
+}
+
+/* Put block o under key (year, terr, the id at bound), first deleting old (a key, or NULL). */
+static int block_put(psl_projdb_t *db, MDB_txn *txn, const uint8_t *old, const uint8_t *key3,
+                     const uint8_t *bound, const psl__out_t *o) {
+  uint8_t key[PSL__YKEY_BYTES];
+  memcpy(key, key3, 3);
+  memcpy(key + 3, bound, PSL_UUID_BYTES);
+  MDB_val k = {sizeof key, key}, v = {o->len, o->p};
+  if (old && memcmp(old, key, sizeof key) != 0) {
+    MDB_val ok = {sizeof key, (void *)old};
+    int rc = mdb_del(txn, db->year, &ok, NULL);
+    if (rc)
+      return psl__db_err(rc);
+  }
+  return psl__db_err(mdb_put(txn, db->year, &k, &v, 0));
+}
+
+/* Set (entry not NULL) or remove id's entry in its block of (year, terr). */
+static int block_set(psl_projdb_t *db, MDB_txn *txn, int year, unsigned terr,
+                     const uint8_t id[PSL_UUID_BYTES], const psl__out_t *entry) {
+  uint8_t want[PSL__YKEY_BYTES], old[PSL__YKEY_BYTES];
+  MDB_cursor *c;
+  MDB_val k, v;
+  psl__yblock_t b;
+  int have, rekey;
+  psl__db_year_key(want, year, (uint8_t)terr, id);
+  int rc = psl__db_err(mdb_cursor_open(txn, db->year, &c));
+  if (rc)
+    return rc;
+  rc = block_find(c, want, &k, &v, &have, &rekey);
+  if (!rc && have) {
+    memcpy(old, k.mv_data, sizeof old);
+    rc = psl__yblock_open(v.mv_data, v.mv_size, &b);
+  }
+  uint32_t at;
+  if (!rc && !entry && have && !psl__yblock_find(&b, id, &at))
+    have = 0; /* nothing to remove */
+  if (!rc && (have || entry))
+    rc = psl__yblock_splice(&db->yblock, have ? &b : NULL, id, entry ? entry->p : NULL,
+                            entry ? entry->len : 0);
+  mdb_cursor_close(c);
+  if (rc || (!have && !entry))
+    return rc;
+  /* the block as it is to be: db->yblock (nothing of LMDB's pages is read from here on) */
+  if (db->yblock.len == 0)
+    return psl__db_err(mdb_del(txn, db->year, &(MDB_val){sizeof old, old}, NULL));
+  if ((rc = psl__yblock_open(db->yblock.p, db->yblock.len, &b)))
+    return rc;
+  /* the bound stays, unless id is the block's first (a new block, or one it goes below) */
+  const uint8_t *bound = have && !rekey ? old + 3 : b.ids;
+  if (db->yblock.len <= PSL__YBLOCK_MAX || b.n < 2)
+    return block_put(db, txn, have ? old : NULL, want, bound, &db->yblock);
+  /* split in two halves by bytes: the left keeps the bound, the right starts at its first id */
+  uint32_t half;
+  if ((rc = psl__yblock_middle(&b, &half)) ||
+      (rc = psl__yblock_slice(&db->ysplit, &b, 0, half)) ||
+      (rc = block_put(db, txn, have ? old : NULL, want, bound, &db->ysplit)) ||
+      (rc = psl__yblock_slice(&db->ysplit, &b, half, b.n)))
+    return rc;
+  return block_put(db, txn, NULL, want, b.ids + (size_t)half * PSL_UUID_BYTES, &db->ysplit);
+}
+
+int psl__db_year_write(psl_projdb_t *db, MDB_txn *txn, const psl__year_t *old,
+                       const psl__year_t *y) {
+  unsigned put = year_terrs(y), del = year_terrs(old) & ~put;
+  const psl__year_t *any = y ? y : old;
   int rc = 0;
-  if (put) {
-    db->out.len = 0;
-    if ((rc = psl__year_encode(&db->out, y)))
+  if (y) {
+    db->yentry.len = 0;
+    if ((rc = psl__yentry_encode(&db->yentry, y)))
       return rc;
   }
-  for (size_t i = 0; i <= y->nplaces && !rc; i++) {
-    uint8_t t = i == 0 ? 0 : y->places[i - 1].terr;
-    if (seen & (1u << t))
-      continue;
-    seen |= 1u << t;
-    MDB_val k = {psl__db_year_key(key, y->year, t, y->id), key}, v = {db->out.len, db->out.p};
-    rc = put ? mdb_put(txn, db->year, &k, &v, 0) : mdb_del(txn, db->year, &k, NULL);
-    if (rc == MDB_NOTFOUND)
-      rc = 0;
-  }
-  return psl__db_err(rc);
+  for (unsigned t = 0; t < 32 && !rc; t++)
+    if ((put | del) & (1u << t))
+      rc = block_set(db, txn, any->year, t, any->id, put & (1u << t) ? &db->yentry : NULL);
+  return rc;
 }
 
 int psl__db_caseload_write(psl_projdb_t *db, MDB_txn *txn, uint8_t terr,
@@ -342,15 +445,15 @@ static int l_part_put(psl__store_t *s, psl_participant_t *st) {
     size_t j = 0;
     while (j < nn && neu[j].year != olds[i].year)
       j++;
-    if (j == nn || !psl__year_equal(&olds[i], &neu[j]))
-      rc = psl__db_year_write(db, ls->txn, &olds[i], 0);
+    if (j == nn)
+      rc = psl__db_year_write(db, ls->txn, &olds[i], NULL);
   }
   for (size_t j = 0; j < nn && !rc; j++) {
     size_t i = 0;
     while (i < no && olds[i].year != neu[j].year)
       i++;
     if (i == no || !psl__year_equal(&olds[i], &neu[j]))
-      rc = psl__db_year_write(db, ls->txn, &neu[j], 1);
+      rc = psl__db_year_write(db, ls->txn, i == no ? NULL : &olds[i], &neu[j]);
   }
   for (size_t i = 0; i < no; i++)
     psl__year_free(&olds[i]);

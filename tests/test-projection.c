@@ -23,6 +23,7 @@
 
 #include "harness.h"
 #include "psl_domain.h"
+#include "psl_domain_int.h"
 #include "psl_log.h"
 
 /* ---- Test events. */
@@ -1183,11 +1184,10 @@ static void append_all(psl_log_t *log, seqgen_t *g, int from, int to) {
   free(res);
 }
 
-TEST_T(projection, property_log_hooks_verify_rebuild, 60) {
-  uint64_t base = test_seed() ^ 0x5eed;
+static void hooks_verify_rebuild(uint64_t base, int nlogs) {
   seqgen_t *g = malloc(sizeof *g);
   fprintf(stderr, "  seed %llu\n", (unsigned long long)base);
-  for (int i = 0; i < 40; i++) {
+  for (int i = 0; i < nlogs; i++) {
     char dir[512];
     uint64_t s = base + (uint64_t)i;
     psl_projdb_t *db = NULL;
@@ -1237,6 +1237,20 @@ TEST_T(projection, property_log_hooks_verify_rebuild, 60) {
     psl_projdb_free(db);
   }
   free(g);
+}
+
+TEST_T(projection, property_log_hooks_verify_rebuild, 60) {
+  hooks_verify_rebuild(test_seed() ^ 0x5eed, 40);
+}
+
+/* The same with the sizes real logs reach only when big: year blocks of 200 bytes (a few
+ * people each: every insert splits, re-keys or empties one) and rebuild chunks of 4 KiB
+ * (a rebuild of these logs takes dozens of chunks, read and parsed ahead by the reader
+ * thread, and a stream read for a recomputation several). */
+TEST_T(projection, property_small_blocks_many_chunks, 60) {
+  psl__test_yblock_max = 200;
+  psl__test_rebuild_chunk = 4096;
+  hooks_verify_rebuild(test_seed() ^ 0xb10c, 40);
 }
 
 /* ---- Targeted cases, built by hand. */
