@@ -393,7 +393,9 @@ static void conn_hello(psl__conn_t *c, const psl_msg_t *msg) {
   w.id = msg->id;
   w.u.welcome.v = PSL_PROTO_VERSION;
   w.u.welcome.server = psl_str(srv->log_id);
-  w.u.welcome.head = psl_log_head(srv->log, w.u.welcome.hash);
+  /* What was answered, also the last ~10 ms not yet readable: a `sub` delivers those
+   * before its `caught_up` (sub.c). */
+  w.u.welcome.head = psl_log_answered(srv->log, w.u.welcome.hash);
   w.u.welcome.role = psl_str(psl_role_name(c->principal.role));
   for (size_t i = 0; i < nterr; i++)
     w.u.welcome.terr[i] = psl_str(terr[i]);

@@ -91,7 +91,7 @@ static int http_healthz(const psl__http_req_t *req, psl__http_resp_t *resp) {
 static int http_metrics(const psl__http_req_t *req, psl__http_resp_t *resp) {
   psl__server_t *srv = req->srv;
   srv->metrics.connections = srv->nconns;
-  srv->metrics.head_seq = !srv->starting && srv->log ? psl_log_answered(srv->log) : srv->head;
+  srv->metrics.head_seq = !srv->starting && srv->log ? psl_log_answered(srv->log, NULL) : srv->head;
   srv->metrics.readable_seq = srv->head;
   srv->metrics.log_writable = srv->log_writable;
   resp->ctype = "text/plain; version=0.0.4; charset=utf-8";
@@ -276,7 +276,7 @@ static int http_serve(struct lws *wsi, http_session_t *s, const char *uri) {
       return http_respond(wsi, s, 405, "text/plain; charset=utf-8", NULL);
     }
     uint64_t answered = http_routes[i].fresh && !srv->starting && srv->log
-                            ? psl_log_answered(srv->log)
+                            ? psl_log_answered(srv->log, NULL)
                             : 0;
     if (answered > srv->head) { /* wait for the commit that makes them readable */
       s->wsi = wsi;

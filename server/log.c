@@ -468,11 +468,14 @@ uint64_t psl_log_head(psl_log_t *log, uint8_t hash[PSL_HASH_BYTES]) {
   return head;
 }
 
-uint64_t psl_log_answered(psl_log_t *log) {
+uint64_t psl_log_answered(psl_log_t *log, uint8_t hash[PSL_HASH_BYTES]) {
   if (log->read_only)
-    return psl_log_head(log, NULL);
+    return psl_log_head(log, hash);
   pthread_mutex_lock(&log->head_mu);
-  uint64_t a = log->answered > log->head && !log->stalled ? log->answered : log->head;
+  int ahead = log->answered > log->head && !log->stalled;
+  uint64_t a = ahead ? log->answered : log->head;
+  if (hash)
+    memcpy(hash, ahead ? log->answered_hash : log->head_hash, PSL_HASH_BYTES);
   pthread_mutex_unlock(&log->head_mu);
   return a;
 }

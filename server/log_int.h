@@ -73,6 +73,7 @@ struct psl_log_s {
   uint8_t head_hash[PSL_HASH_BYTES];
   char path[4096]; /* DIR/log */
   uint64_t answered; /* last seq answered (durable in the journal or LMDB) */
+  uint8_t answered_hash[PSL_HASH_BYTES];
   int stalled;       /* answered events the writer cannot make readable yet (disk full) */
   psl_log_stats_t stats;
 

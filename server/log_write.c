@@ -302,6 +302,7 @@ static void run_batch(psl_log_t *log, open_txn_t *ot, psl_append_req_t *first) {
     log->stats.commits++;
     log->stats.events += stored;
     log->answered = seq;
+    memcpy(log->answered_hash, hash, PSL_HASH_BYTES);
   }
   pthread_mutex_unlock(&log->head_mu);
   if (err)

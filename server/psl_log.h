@@ -124,12 +124,13 @@ const char *psl_log_id(const psl_log_t *log);
 /* Last committed seq (readable) and its chain hash (hash may be NULL). */
 uint64_t psl_log_head(psl_log_t *log, uint8_t hash[PSL_HASH_BYTES]);
 
-/* Last seq answered (durable, maybe not yet readable): >= psl_log_head.  A reader that must
+/* Last seq answered (durable, maybe not yet readable), and its chain hash (hash may be
+ * NULL): >= psl_log_head.  The server's `welcome` says this head.  A reader that must
  * see everything answered before it began (a subscription's `caught_up`, the HTTP API) waits
  * until psl_log_head reaches it, after psl_log_commit_soon.  While the writer cannot commit
  * (a full or failing disk), it is psl_log_head: the events answered last before the fault
  * stay durable in the journal and become readable once it can, and readers do not wait. */
-uint64_t psl_log_answered(psl_log_t *log);
+uint64_t psl_log_answered(psl_log_t *log, uint8_t hash[PSL_HASH_BYTES]);
 
 /* For tools on a read-only log: the events of the journal past the head — answered by a
  * server, not yet in LMDB: a running server commits them within visible_ms, a stopped one

@@ -202,7 +202,7 @@ void psl__sub_handle(psl__conn_t *c, const psl_msg_t *msg) {
   /* The log's own answered head, not srv->head, which may lag a commit whose wake-up is on
    * its way (and only that wake-up may move srv->head: it also wakes the waiting
    * subscriptions), nor psl_log_head, which lags what `pushed` already answered. */
-  uint64_t head = psl_log_answered(srv->log);
+  uint64_t head = psl_log_answered(srv->log, NULL);
   if (msg->u.sub.from > head) {
     psl__conn_error(c, 1, id, PSL_ERESET, "from: beyond this log's head; sync from 0");
     return;
