@@ -110,6 +110,18 @@ int psl__journal_open(psl__journal_t **out, const char *logdir, int read_only) {
     return err;
   }
   j->alloc = st.st_size;
+  if (!read_only) {
+    /* The file's name must survive a power cut as its frames do: fsync the folder once. */
+    int dfd = open(logdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int bad = dfd < 0 || fsync(dfd) != 0;
+    int err = bad ? psl_err_from_errno(errno) : 0;
+    if (dfd >= 0)
+      close(dfd);
+    if (bad) {
+      psl__journal_close(j);
+      return err;
+    }
+  }
   *out = j;
   return 0;
 }
@@ -123,8 +135,9 @@ void psl__journal_close(psl__journal_t *j) {
   free(j);
 }
 
-/* One frame at `off` of the file: 0 with *len its whole size and the payload in *payload (the
- * caller's buffer, reused), or 1 when there is no valid frame there. */
+/* One frame at `off` of the file: 0 with *len its whole size, its header in hdr and its
+ * payload in buf (the caller's, reused); 1 when there is no valid frame there; -1 out of
+ * memory. */
 static int read_frame(psl__journal_t *j, off_t off, psl_buf_t *buf, uint8_t hdr[JOURNAL_HEADER],
                       size_t *len) {
   if (off + JOURNAL_HEADER + JOURNAL_SUM > j->alloc)
