@@ -310,7 +310,7 @@ FUZZ_MAX_LEN ?= 16384
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # make crash-test: kill -9 cycles; make valgrind: what runs under memcheck.
 CRASH_CYCLES ?= 100
-VALGRIND_AREAS ?= error/ proto/ log/ domain/ projection/ access/ crash/ faults/ netfaults/ fuzz/
+VALGRIND_AREAS ?= error/ proto/ log/ journal/ domain/ projection/ access/ crash/ faults/ netfaults/ fuzz/
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --track-origins=yes --suppressions=tests/valgrind.supp
 REL_OUT := $(B)/reliability
