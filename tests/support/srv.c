@@ -1,6 +1,7 @@
 /*
  * srv.c — start, stop and query the real passerelled (see srv.h).
  */
+#include "psl_demo.h"
 #include "support/srv.h"
 #include "support/tls.h"
 
@@ -228,41 +229,6 @@ static int connect_port(uint16_t port) {
   return fd;
 }
 
-/* Whether buf[0..n) holds a whole answer: headers, then Content-Length bytes, or a
- * chunked body up to its 0-size chunk.  Without either, only EOF ends it. */
-static int answer_complete(const char *buf, size_t n) {
-  const char *he = memmem(buf, n, "\r\n\r\n", 4);
-  if (!he)
-    return 0;
-  size_t hl = (size_t)(he - buf) + 4;
-  const char *cl = strcasestr(buf, "\r\nContent-Length:");
-  if (cl && cl < he)
-    return n >= hl + (size_t)strtoul(cl + 17, NULL, 10);
-  const char *te = strcasestr(buf, "\r\nTransfer-Encoding:");
-  if (te && te < he && strcasestr(te, "chunked"))
-    return memmem(he, n - (size_t)(he - buf), "\r\n0\r\n\r\n", 7) != NULL;
-  return 0;
-}
-
-static size_t dechunk(char *body, size_t n) {
-  size_t in = 0, out = 0;
-  while (in < n) {
-    char *end;
-    unsigned long sz = strtoul(body + in, &end, 16);
-    char *eol = memmem(body + in, n - in, "\r\n", 2);
-    if (!eol || end == body + in)
-      break;
-    in = (size_t)(eol - body) + 2;
-    if (sz == 0 || in + sz > n)
-      break;
-    memmove(body + out, body + in, sz);
-    out += sz;
-    in += sz + 2;
-  }
-  body[out] = '\0';
-  return out;
-}
-
 /* One HTTP/1.1 GET over a connected socket, through TLS when tls is not NULL. */
 typedef struct {
   int fd;
@@ -324,7 +290,7 @@ static int h_request(hconn_t *h, const char *req, size_t rl, int64_t deadline, c
       break; /* EOF (or reset): whatever came is the answer */
     n += (size_t)got;
     buf[n] = '\0';
-    if (answer_complete(buf, n))
+    if (psl_demo_http_complete(buf, n))
       break;
   }
   buf[n] = '\0';
@@ -345,7 +311,7 @@ static int h_parse(char *buf, size_t n, int *status, size_t *bodylen) {
   memmove(buf, buf + hl, bl);
   buf[bl] = '\0';
   if (chunked)
-    bl = dechunk(buf, bl);
+    bl = psl_demo_http_dechunk(buf, bl);
   *bodylen = bl;
   return 0;
 }

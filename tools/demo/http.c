@@ -76,9 +76,7 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline) {
   return 0;
 }
 
-/* Whether buf[0..n) holds the whole answer (headers + Content-Length bytes, or the last
- * chunk); without either only EOF ends it. */
-static int complete(const char *buf, size_t n) {
+int psl_demo_http_complete(const char *buf, size_t n) {
   const char *he = memmem(buf, n, "\r\n\r\n", 4);
   if (!he)
     return 0;
@@ -87,12 +85,12 @@ static int complete(const char *buf, size_t n) {
   if (cl && cl < he)
     return n >= hl + (size_t)strtoul(cl + 17, NULL, 10);
   const char *te = strcasestr(buf, "\r\ntransfer-encoding:");
-  if (te && te < he)
+  if (te && te < he && strcasestr(te, "chunked"))
     return memmem(he, n - (size_t)(he - buf), "\r\n0\r\n\r\n", 7) != NULL;
   return 0;
 }
 
-static size_t dechunk(char *body, size_t n) {
+size_t psl_demo_http_dechunk(char *body, size_t n) {
   size_t in = 0, out = 0;
   while (in < n) {
     char *endp;
@@ -156,7 +154,7 @@ int psl_demo_http_get(const char *host, uint16_t port, const char *path, const c
       break; /* EOF (or reset): what came is the answer */
     n += (size_t)got;
     buf[n] = '\0';
-    if (complete(buf, n))
+    if (psl_demo_http_complete(buf, n))
       break;
   }
   close(fd);
@@ -187,7 +185,7 @@ int psl_demo_http_get(const char *host, uint16_t port, const char *path, const c
   memmove(buf, buf + hl, bl);
   buf[bl] = '\0';
   if (chunked)
-    bl = dechunk(buf, bl);
+    bl = psl_demo_http_dechunk(buf, bl);
   *body = buf;
   if (len)
     *len = bl;

@@ -103,4 +103,11 @@ int psl_demo_http_get(const char *host, uint16_t port, const char *path, const c
                       int timeout_ms, int *status, char **body, size_t *len, char *ctype,
                       size_t ctypelen);
 
+/* For HTTP clients of our own (this one, the tests' TLS one in tests/support/srv.c): whether
+ * buf[0..n) holds a whole answer — headers, then Content-Length bytes, or a chunked body up
+ * to its 0-size chunk (without either, only EOF ends it); and a chunked body decoded in
+ * place (NUL-terminated), its new length returned. */
+int psl_demo_http_complete(const char *buf, size_t n);
+size_t psl_demo_http_dechunk(char *body, size_t n);
+
 #endif /* PSL_DEMO_H */
